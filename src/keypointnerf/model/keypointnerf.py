@@ -1,0 +1,175 @@
+"""The KeypointNeRF network: encode the source views once, then query any number of 3D points.
+
+Conventions: world units are metres; cameras are OpenCV pinhole (x right, y down, z forward) with
+world-to-camera ``[R|t]`` (V, 3, 4) and intrinsics ``K`` (V, 3, 3) in pixels. Pixel (u, v) is the integer
+column / row; normalised image coordinates are ``2u/(W-1) - 1`` (``align_corners=True`` sampling).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import spatial
+from .config import ModelConfig
+from .encoders import GeometryEncoder, TextureEncoder
+from .heads import ColorHead, GeometryMLP, weighted_mean_variance
+
+FRUSTUM_MARGIN = 1.01      # |xy| bound of the frustum test, normalised image coordinates
+MASK_THRESHOLD = 0.1       # a point is inside a view's silhouette where the sampled mask exceeds this
+VIEW_WEIGHT_BORDER = 0.1   # view weights fade out within this fraction of the frustum's border
+
+
+@dataclass
+class SourceEncoding:
+    """Everything the point queries need about one set of V source views (computed once by ``encode``)."""
+
+    images: torch.Tensor          # (V, 3, H, W) source RGB in [0, 1], background 0
+    masks: torch.Tensor           # (V, 1, H, W) foreground masks in [0, 1]
+    geo_features: torch.Tensor    # (V, Cg, H/8, W/8)
+    highres_features: torch.Tensor  # (V, Ch, H/2, W/2)
+    tex_features: torch.Tensor    # (V, Ct, H/4, W/4)
+    Rt: torch.Tensor              # (V, 3, 4) world-to-camera
+    P: torch.Tensor               # (V, 3, 4) K [R|t]
+    centers: torch.Tensor         # (V, 3) camera centres in world metres
+    keypoints: torch.Tensor       # (K, 3) world metres
+    keypoints_cam: torch.Tensor   # (V, K, 3) camera coordinates
+
+    @property
+    def num_views(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass
+class Projection:
+    """Where N points fall in the V source views."""
+
+    points_cam: torch.Tensor      # (V, N, 3) camera coordinates, metres
+    xy: torch.Tensor              # (V, N, 2) normalised image coordinates in [-1, 1] inside the image
+    z_normalised: torch.Tensor    # (V, N) 2 (z - znear) / (zfar - znear) - 1
+    valid: torch.Tensor           # (N,) bool: inside every view's frustum and silhouette (the visual hull)
+
+
+def _to_homogeneous(points: torch.Tensor) -> torch.Tensor:
+    return torch.cat([points, torch.ones_like(points[..., :1])], dim=-1)
+
+
+def _sample(maps: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of (V, C, h, w) maps at (V, N, 2) normalised coordinates -> (V, N, C)."""
+    samples = F.grid_sample(maps, xy.unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=True)
+    return samples[:, :, 0].transpose(1, 2)
+
+
+class KeypointNeRF(nn.Module):
+    def __init__(self, cfg: ModelConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or ModelConfig()
+        self.geometry_encoder = GeometryEncoder(cfg)
+        self.texture_encoder = TextureEncoder(cfg)
+        self.geometry_mlp = GeometryMLP(cfg)
+        self.compress = nn.Linear(2 * cfg.view_feature_channels, cfg.color_compress_channels)
+        self.color_head = ColorHead(3 + cfg.tex_out_channels + cfg.color_compress_channels)
+        # centre of the absolute-xyz ablation encoding (zeros in the released model)
+        self.register_buffer("spatial_center", torch.zeros(3))
+
+    # ---------------------------------------------------------------- source views
+    def encode(self, images: torch.Tensor, masks: torch.Tensor, K: torch.Tensor, Rt: torch.Tensor,
+               keypoints: torch.Tensor) -> SourceEncoding:
+        """Run the image encoders on V source views.
+
+        images (V, 3, H, W) in [0, 1] with background 0; masks (V, 1, H, W); K (V, 3, 3); Rt (V, 3, 4);
+        keypoints (K, 3) world metres. H and W must be multiples of ``cfg.size_multiple`` (128 officially).
+        """
+        views, _, height, width = images.shape
+        multiple = self.cfg.size_multiple
+        if height % multiple or width % multiple:
+            raise ValueError(f"source images are {height}x{width}; the encoders need sizes divisible by {multiple}")
+        if masks.shape != (views, 1, height, width):
+            raise ValueError(f"masks have shape {tuple(masks.shape)}, expected {(views, 1, height, width)}")
+        images, masks, K, Rt, keypoints = (t.float() for t in (images, masks, K, Rt, keypoints))
+        # pool first, then normalise: the official order (the other order moves densities by ~1e-4)
+        pooled = F.avg_pool2d(images, self.cfg.image_pool) if self.cfg.image_pool > 1 else images
+        pooled = pooled * 2 - 1
+        geo_features, highres_features = self.geometry_encoder(pooled)
+        tex_features = self.texture_encoder(pooled)
+        R, t = Rt[:, :, :3], Rt[:, :, 3]
+        return SourceEncoding(
+            images=images, masks=masks, geo_features=geo_features, highres_features=highres_features,
+            tex_features=tex_features, Rt=Rt, P=K @ Rt,
+            centers=-(R.transpose(1, 2) @ t.unsqueeze(-1)).squeeze(-1),
+            keypoints=keypoints, keypoints_cam=_to_homogeneous(keypoints).unsqueeze(0) @ Rt.transpose(1, 2))
+
+    # ---------------------------------------------------------------- point queries, in stages
+    def project(self, enc: SourceEncoding, points: torch.Tensor) -> Projection:
+        """Project (N, 3) world points into every source view and test the visual hull."""
+        height, width = enc.images.shape[-2:]
+        homogeneous = _to_homogeneous(points).unsqueeze(0)                       # (1, N, 4)
+        points_cam = homogeneous @ enc.Rt.transpose(1, 2)                        # (V, N, 3)
+        pixels = homogeneous @ enc.P.transpose(1, 2)
+        uv = pixels[..., :2] / pixels[..., 2:]
+        xy = 2 * uv / uv.new_tensor([width - 1, height - 1]) - 1
+        cfg = self.cfg
+        z_normalised = 2 * (points_cam[..., 2] - cfg.znear) / (cfg.zfar - cfg.znear) - 1
+        in_frustum = (xy.abs() <= FRUSTUM_MARGIN).all(-1) & (z_normalised >= -1)
+        in_silhouette = _sample(enc.masks, xy)[..., 0] > MASK_THRESHOLD
+        valid = (in_frustum & in_silhouette).all(0)
+        return Projection(points_cam, xy, z_normalised, valid)
+
+    def view_weights(self, proj: Projection) -> torch.Tensor:
+        """(V, N, 1) fusion weights: fade out near the frustum's borders, zero where invalid, sum to ~1."""
+        p = 0.5 * torch.cat([proj.xy, proj.z_normalised.unsqueeze(-1)], dim=-1) + 0.5
+        border = torch.minimum(p, 1 - p)
+        weights = torch.sigmoid(5 * (border / VIEW_WEIGHT_BORDER - 1)).prod(-1, keepdim=True)
+        weights = weights * proj.valid[None, :, None]
+        return weights / (weights.sum(0, keepdim=True) + 1e-6)
+
+    def spatial_encoding(self, enc: SourceEncoding, points: torch.Tensor, proj: Projection) -> torch.Tensor:
+        """(V, N, cfg.spatial_channels) encoding of (N, 3) world points."""
+        cfg = self.cfg
+        if cfg.spatial_encoding == "rel_z_decay":
+            return spatial.rel_z_decay(proj.points_cam, enc.keypoints_cam, cfg.spatial_frequencies, cfg.spatial_sigma)
+        if cfg.spatial_encoding == "abs_xyz":
+            return spatial.absolute_xyz(points, self.spatial_center, enc.num_views, cfg.spatial_frequencies)
+        if cfg.spatial_encoding == "cam_xyz":
+            return spatial.camera_xyz(proj.points_cam, cfg.spatial_frequencies)
+        return spatial.relative_xyz(proj.points_cam, enc.keypoints_cam, cfg.spatial_frequencies)
+
+    def geometry(self, enc: SourceEncoding, points: torch.Tensor, proj: Projection
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> raw (N, 2) = [aux, density before relu/masking], fused (N, 2 * view_feature_channels)."""
+        per_view = self.geometry_mlp.per_view(self.spatial_encoding(enc, points, proj),
+                                              _sample(enc.geo_features, proj.xy),
+                                              _sample(enc.highres_features, proj.xy))
+        fused = weighted_mean_variance(per_view, self.view_weights(proj))
+        return self.geometry_mlp.fused(fused), fused
+
+    def color(self, enc: SourceEncoding, points: torch.Tensor, proj: Projection, fused: torch.Tensor,
+              view_dirs: torch.Tensor) -> torch.Tensor:
+        """RGB (N, 3) in [0, 1] seen along unit ``view_dirs`` (N, 3) (the target rays' directions)."""
+        views = enc.num_views
+        to_point = points.unsqueeze(0) - enc.centers[:, None, :]                 # (V, N, 3)
+        to_point = to_point / to_point.norm(dim=-1, keepdim=True)
+        diff = view_dirs.unsqueeze(0) - to_point
+        diff = diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        cosine = (view_dirs.unsqueeze(0) * to_point).sum(-1, keepdim=True)
+        ray_feature = torch.cat([diff, cosine], dim=-1)
+        features = torch.cat([_sample(enc.images, proj.xy), _sample(enc.tex_features, proj.xy),
+                              self.compress(fused).unsqueeze(0).expand(views, -1, -1)], dim=-1)
+        mask = proj.valid[None, :, None].expand(views, -1, -1).to(features.dtype)
+        return self.color_head(features, ray_feature, mask)
+
+    def query(self, enc: SourceEncoding, points: torch.Tensor, view_dirs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Evaluate every point (no culling). points, view_dirs (N, 3) ->
+        ``raw`` (N, 5) = [aux, raw density, r, g, b], ``valid`` (N,) bool."""
+        proj = self.project(enc, points)
+        raw, fused = self.geometry(enc, points, proj)
+        rgb = self.color(enc, points, proj, fused, view_dirs)
+        return {"raw": torch.cat([raw, rgb], dim=-1), "valid": proj.valid}
+
+    @staticmethod
+    def subset(proj: Projection, index: torch.Tensor) -> Projection:
+        """The projection of the points ``index`` (M,) only."""
+        return Projection(proj.points_cam[:, index], proj.xy[:, index], proj.z_normalised[:, index],
+                          proj.valid[index])

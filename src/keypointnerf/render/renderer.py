@@ -1,0 +1,231 @@
+"""Coarse-to-fine volume rendering of a KeypointNeRF, in chunks of rays with bounded memory.
+
+Two paths compute the same pictures:
+- the fast path (``cull=True``) evaluates the networks only at samples inside the visual hull (every other
+  sample has density 0 by definition), evaluates colour only where a sample's compositing weight is non-zero,
+  and reuses the coarse samples' values in the fine pass;
+- the plain path (``cull=False``) evaluates every sample of both passes, as the official code does; it is the
+  reference the fast path is tested and benchmarked against.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from ..model.keypointnerf import KeypointNeRF, SourceEncoding
+from .composite import composite, compositing_weights
+from .rays import camera_rays, near_far, pixel_grid
+from .sampling import coarse_depths, importance_depths
+
+
+@dataclass
+class RenderConfig:
+    coarse_samples: int = 64
+    fine_samples: int = 64
+    chunk_rays: int = 4096          # rays per chunk: bounds memory
+    max_points: int = 32768         # points per network call: bounds memory
+    cull: bool = True               # exact visual-hull culling (False = the plain reference path)
+    box_rays_only: bool = True      # rays that miss the person's box are not traced (stay empty)
+    stratified: bool = False        # jitter coarse samples (training)
+    density_noise_std: float = 0.0  # noise added to the raw density (training)
+
+
+@dataclass
+class RenderStats:
+    """How much work a render did (for benchmarks): point counts per network."""
+
+    samples: int = 0
+    geometry_evaluations: int = 0
+    color_evaluations: int = 0
+    rays: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _in_batches(count: int, size: int):
+    for start in range(0, count, size):
+        yield slice(start, min(start + size, count))
+
+
+def _scatter_rows(values: torch.Tensor, index: torch.Tensor, total: int) -> torch.Tensor:
+    """(M, C) rows placed at ``index`` (M,) of a (total, C) zero tensor (differentiable)."""
+    return values.new_zeros((total,) + values.shape[1:]).index_copy(0, index, values)
+
+
+class _Chunk:
+    """The network values of one chunk's samples, kept sparse: only the points that were evaluated."""
+
+    def __init__(self, model: KeypointNeRF, enc: SourceEncoding, cfg: RenderConfig, stats: RenderStats):
+        self.model, self.enc, self.cfg, self.stats = model, enc, cfg, stats
+
+    def geometry(self, points: torch.Tensor):
+        """points (N, 3) -> raw (N, 2) (zeros outside the hull), valid (N,), fused rows and their point index."""
+        model, enc, cfg = self.model, self.enc, self.cfg
+        proj = model.project(enc, points)
+        valid = proj.valid
+        index = valid.nonzero()[:, 0] if cfg.cull else torch.arange(len(points), device=points.device)
+        raws, fuseds = [], []
+        for part in _in_batches(len(index), cfg.max_points):
+            sub = index[part]
+            raw, fused = model.geometry(enc, points[sub], model.subset(proj, sub))
+            raws.append(raw)
+            fuseds.append(fused)
+        self.stats.geometry_evaluations += len(index)
+        width = 2 * model.cfg.view_feature_channels
+        raw = torch.cat(raws) if raws else points.new_zeros(0, 2)
+        fused = torch.cat(fuseds) if fuseds else points.new_zeros(0, width)
+        return _scatter_rows(raw, index, len(points)), valid, fused, index, proj
+
+    def color(self, points: torch.Tensor, view_dirs: torch.Tensor, fused: torch.Tensor, proj) -> torch.Tensor:
+        """Colour of points (M, 3) whose fused features (M, C) are known -> (M, 3)."""
+        model, enc = self.model, self.enc
+        out = []
+        for part in _in_batches(len(points), self.cfg.max_points):
+            index = torch.arange(part.start, part.stop, device=points.device)
+            out.append(model.color(enc, points[part], model.subset(proj, index), fused[part], view_dirs[part]))
+        self.stats.color_evaluations += len(points)
+        return torch.cat(out) if out else points.new_zeros(0, 3)
+
+
+def _density(raw: torch.Tensor, valid: torch.Tensor, cfg: RenderConfig, training: bool) -> torch.Tensor:
+    sigma = raw[..., 1]
+    if training and cfg.density_noise_std > 0:
+        sigma = sigma + torch.randn_like(sigma) * cfg.density_noise_std
+    return valid.to(sigma.dtype) * torch.relu(sigma)
+
+
+def _colors_where_needed(chunk: _Chunk, points, dirs, need, fused, fused_row, proj_all, known=None):
+    """Colours (N, 3) with values only where ``need`` (N,) bool; ``known`` (N, 3) + its mask are reused."""
+    total = len(points)
+    rgb = points.new_zeros(total, 3) if known is None else known[0]
+    todo = need if known is None else need & ~known[1]
+    index = todo.nonzero()[:, 0]
+    if len(index):
+        sub = chunk.model.subset(proj_all, index)
+        values = chunk.color(points[index], dirs[index], fused[fused_row[index]], sub)
+        rgb = rgb.index_copy(0, index, values) if known is not None else _scatter_rows(values, index, total)
+    return rgb
+
+
+def render_rays(model: KeypointNeRF, enc: SourceEncoding, origins: torch.Tensor, directions: torch.Tensor,
+                near: torch.Tensor, far: torch.Tensor, cfg: RenderConfig | None = None, training: bool = False,
+                stats: RenderStats | None = None) -> dict[str, torch.Tensor]:
+    """Render R rays (origins, unit directions (R, 3); near, far (R,) metres) in one go (no chunking).
+
+    -> ``rgb`` (R, 3), ``opacity`` (R,), ``depth`` (R,) of the fine pass, the same with suffix ``_coarse``, and
+    ``aux`` (R,): the composited auxiliary channel of the fine pass.
+    """
+    cfg = cfg or RenderConfig()
+    stats = stats if stats is not None else RenderStats()
+    chunk = _Chunk(model, enc, cfg, stats)
+    rays, n_coarse = len(origins), cfg.coarse_samples
+    stats.rays += rays
+
+    def points_at(depths):
+        points = origins[:, None, :] + directions[:, None, :] * depths[..., None]
+        return points.reshape(-1, 3), directions[:, None, :].expand(points.shape).reshape(-1, 3)
+
+    # ---- coarse pass
+    depths_c = coarse_depths(near, far, n_coarse, stratified=training and cfg.stratified)
+    points_c, dirs_c = points_at(depths_c)
+    raw_c, valid_c, fused_c, index_c, proj_c = chunk.geometry(points_c)
+    density_c = _density(raw_c, valid_c, cfg, training).view(rays, n_coarse)
+    weights_c = compositing_weights(depths_c, density_c)
+    row_c = torch.full((len(points_c),), -1, dtype=torch.long, device=points_c.device)
+    row_c[index_c] = torch.arange(len(index_c), device=points_c.device)
+    need_c = (weights_c > 0).reshape(-1) if cfg.cull else torch.ones_like(valid_c)
+    rgb_c = _colors_where_needed(chunk, points_c, dirs_c, need_c, fused_c, row_c, proj_c)
+    coarse = composite(weights_c, depths_c, rgb_c.view(rays, n_coarse, 3))
+    out = {"rgb_coarse": coarse["value"], "opacity_coarse": coarse["opacity"], "depth_coarse": coarse["depth"]}
+    if cfg.fine_samples <= 0:
+        out.update(rgb=out["rgb_coarse"], opacity=out["opacity_coarse"], depth=out["depth_coarse"],
+                   aux=(weights_c * raw_c[:, 0].view(rays, -1)).sum(-1) / (coarse["opacity"] + 1e-8))
+        return out
+
+    # ---- fine pass: importance samples merged with the coarse ones
+    depths_f = importance_depths(depths_c, weights_c, cfg.fine_samples, deterministic=not training)
+    depths_all, order = torch.sort(torch.cat([depths_c, depths_f], dim=-1), dim=-1)
+    n_all = depths_all.shape[1]
+    if cfg.cull:
+        # evaluate only the new samples; the coarse ones keep their values
+        points_f, dirs_f = points_at(depths_f)
+        raw_f, valid_f, fused_f, index_f, proj_f = chunk.geometry(points_f)
+        density_f = _density(raw_f, valid_f, cfg, training).view(rays, -1)
+        density_cat = torch.cat([density_c, density_f], dim=-1)
+        weights_sorted = compositing_weights(depths_all, density_cat.gather(1, order))
+        weights_cat = torch.zeros_like(weights_sorted).scatter(1, order, weights_sorted)
+        need = weights_cat > 0
+        # coarse samples newly needing colour
+        rgb_c2 = _colors_where_needed(chunk, points_c, dirs_c, need[:, :n_coarse].reshape(-1), fused_c, row_c,
+                                      proj_c, known=(rgb_c, need_c))
+        row_f = torch.full((len(points_f),), -1, dtype=torch.long, device=points_f.device)
+        row_f[index_f] = torch.arange(len(index_f), device=points_f.device)
+        rgb_f = _colors_where_needed(chunk, points_f, dirs_f, need[:, n_coarse:].reshape(-1), fused_f, row_f, proj_f)
+        rgb_cat = torch.cat([rgb_c2.view(rays, n_coarse, 3), rgb_f.view(rays, -1, 3)], dim=1)
+        aux_cat = torch.cat([raw_c[:, 0].view(rays, -1), raw_f[:, 0].view(rays, -1)], dim=-1)
+        fine = composite(weights_cat, torch.cat([depths_c, depths_f], dim=-1), rgb_cat)
+        aux = (weights_cat * aux_cat).sum(-1)
+    else:
+        # the plain path: every merged sample evaluated again, colour everywhere
+        points_all, dirs_all = points_at(depths_all)
+        raw_all, valid_all, fused_all, index_all, proj_all = chunk.geometry(points_all)
+        density_all = _density(raw_all, valid_all, cfg, training).view(rays, n_all)
+        weights_all = compositing_weights(depths_all, density_all)
+        rgb_all = chunk.color(points_all, dirs_all, fused_all, proj_all)
+        fine = composite(weights_all, depths_all, rgb_all.view(rays, n_all, 3))
+        aux = (weights_all * raw_all[:, 0].view(rays, n_all)).sum(-1)
+    stats.samples += rays * (n_coarse + n_all)
+    out.update(rgb=fine["value"], opacity=fine["opacity"], depth=fine["depth"], aux=aux / (fine["opacity"] + 1e-8))
+    return out
+
+
+def render_pixels(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt: torch.Tensor, pixels: torch.Tensor,
+                  bounds: torch.Tensor, cfg: RenderConfig | None = None, training: bool = False,
+                  stats: RenderStats | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
+    """Render target pixels (P, 2) (u, v) of camera K (3, 3), [R|t] (3, 4) in chunks of rays.
+
+    -> per-pixel outputs of ``render_rays`` (P, ...) plus ``hits_box`` (P,) bool; pixels whose ray misses the
+    box are empty (zeros) unless ``cfg.box_rays_only`` is False.
+    """
+    cfg = cfg or RenderConfig()
+    stats = stats if stats is not None else RenderStats()
+    device = enc.images.device
+    K, Rt, pixels, bounds = K.to(device).float(), Rt.to(device).float(), pixels.to(device), bounds.to(device).float()
+    origins, directions = camera_rays(K, Rt, pixels)
+    near, far, hits = near_far(origins, directions, bounds, Rt, model.cfg.znear, model.cfg.zfar)
+    traced = hits.nonzero()[:, 0] if cfg.box_rays_only else torch.arange(len(pixels), device=device)
+    outputs: dict[str, list] = {}
+    parts = list(_in_batches(len(traced), cfg.chunk_rays))
+    for part in tqdm(parts, desc="rendering", unit="chunk", disable=not progress, leave=False):
+        index = traced[part]
+        result = render_rays(model, enc, origins[index], directions[index], near[index], far[index], cfg,
+                             training=training, stats=stats)
+        for key, value in result.items():
+            outputs.setdefault(key, []).append(value)
+    full = {}
+    for key in ("rgb", "opacity", "depth", "rgb_coarse", "opacity_coarse", "depth_coarse", "aux"):
+        shape = (len(pixels), 3) if key.startswith("rgb") else (len(pixels),)
+        values = torch.cat(outputs[key]) if key in outputs else origins.new_zeros((0,) + shape[1:])
+        full[key] = _scatter_rows(values, traced, len(pixels)) if len(traced) < len(pixels) else values
+    full["hits_box"] = hits
+    return full
+
+
+def render_image(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt: torch.Tensor, height: int,
+                 width: int, bounds: torch.Tensor, cfg: RenderConfig | None = None,
+                 stats: RenderStats | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
+    """Render a whole (height x width) image -> ``rgb`` (3, H, W), ``opacity`` (1, H, W), ``depth`` (1, H, W)
+    (metres along the ray), the ``_coarse`` counterparts, ``aux`` (1, H, W) and ``hits_box`` (H, W) bool."""
+    pixels = pixel_grid(height, width, device=enc.images.device)
+    with torch.no_grad():
+        flat = render_pixels(model, enc, K, Rt, pixels, bounds, cfg, stats=stats, progress=progress)
+    images = {}
+    for key, value in flat.items():
+        if value.dim() == 2:
+            images[key] = value.T.reshape(-1, height, width)
+        elif key == "hits_box":
+            images[key] = value.reshape(height, width)
+        else:
+            images[key] = value.reshape(1, height, width)
+    return images
