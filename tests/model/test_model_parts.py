@@ -1,0 +1,103 @@
+"""Model parts against answers worked out by hand."""
+import math
+
+import pytest
+import torch
+
+from keypointnerf.errors import UserError
+from keypointnerf.model import KeypointNeRF, ModelConfig, model_preset
+from keypointnerf.model import spatial
+from keypointnerf.model.heads import weighted_mean_variance
+
+
+def test_rel_z_decay_by_hand():
+    # one view (identity camera), one point, two keypoints
+    point = torch.tensor([[[0.0, 0.0, 3.0]]])                         # (V=1, N=1, 3)
+    keypoints = torch.tensor([[[0.0, 0.0, 2.95], [0.3, 0.4, 3.0]]])    # (V=1, K=2, 3)
+    out = spatial.rel_z_decay(point, keypoints, frequencies=3, sigma=0.1)[0, 0]
+    assert out.shape == (2 * 7,)
+    dz0, damp0 = 0.05, math.exp(-0.05 ** 2 / (2 * 0.01))
+    dz1, damp1 = 0.0, math.exp(-0.25 / (2 * 0.01))
+    # layout: [dz (K)], [sin(pi dz) (K)], [cos(pi dz) (K)], [sin(2 pi dz)], [cos(2 pi dz)], [sin(4 pi dz)], ...
+    expected = []
+    for fn in (lambda d: d, lambda d: math.sin(math.pi * d), lambda d: math.cos(math.pi * d),
+               lambda d: math.sin(2 * math.pi * d), lambda d: math.cos(2 * math.pi * d),
+               lambda d: math.sin(4 * math.pi * d), lambda d: math.cos(4 * math.pi * d)):
+        expected += [fn(dz0) * damp0, fn(dz1) * damp1]
+    assert torch.allclose(out, torch.tensor(expected), atol=1e-6)
+
+
+def test_relative_encoding_is_invariant_to_a_rigid_motion_of_the_whole_scene():
+    """Moving the person, keypoints and cameras together leaves the relative encoding unchanged (the paper's
+    point), while the absolute encoding changes."""
+    torch.manual_seed(0)
+    model = KeypointNeRF(model_preset("small"))
+    from conftest import make_scene
+    scene = make_scene(size=128)
+    points = torch.randn(50, 3) * 0.2
+    enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+    angle = 0.7
+    R = torch.tensor([[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1.0]])
+    shift = torch.tensor([0.5, -1.0, 0.2])
+    moved_kp = scene["keypoints"] @ R.T + shift
+    Rt = scene["Rt"].clone()
+    Rt[:, :, :3] = scene["Rt"][:, :, :3] @ R.T
+    Rt[:, :, 3] = scene["Rt"][:, :, 3] - (Rt[:, :, :3] @ shift)
+    enc_moved = model.encode(scene["images"], scene["masks"], scene["K"], Rt, moved_kp)
+    moved_points = points @ R.T + shift
+    proj, proj_moved = model.project(enc, points), model.project(enc_moved, moved_points)
+    a = model.spatial_encoding(enc, points, proj)
+    b = model.spatial_encoding(enc_moved, moved_points, proj_moved)
+    assert torch.allclose(a, b, atol=1e-4)
+    model.cfg.spatial_encoding = "abs_xyz"
+    assert not torch.allclose(model.spatial_encoding(enc, points, proj),
+                              model.spatial_encoding(enc_moved, moved_points, proj_moved), atol=1e-2)
+
+
+@pytest.mark.parametrize("kind,width", [("rel_z_decay", 168), ("abs_xyz", 21), ("cam_xyz", 21), ("rel_xyz", 504)])
+def test_spatial_encoding_widths(kind, width, scene):
+    cfg = model_preset("small", spatial_encoding=kind)
+    assert cfg.spatial_channels == width
+    model = KeypointNeRF(cfg)
+    enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+    out = model.query(enc, torch.zeros(7, 3), torch.tensor([[1.0, 0, 0]]).expand(7, 3))
+    assert out["raw"].shape == (7, 5) and torch.isfinite(out["raw"]).all()
+
+
+def test_weighted_mean_variance_by_hand():
+    features = torch.tensor([[[1.0, 2.0]], [[3.0, 6.0]]])   # V=2, N=1, C=2
+    weights = torch.tensor([[[0.25]], [[0.75]]])
+    out = weighted_mean_variance(features, weights)[0]
+    mean = torch.tensor([0.25 * 1 + 0.75 * 3, 0.25 * 2 + 0.75 * 6])
+    var = torch.tensor([0.25 * (1 - 2.5) ** 2 + 0.75 * (3 - 2.5) ** 2, 0.25 * (2 - 5) ** 2 + 0.75 * (6 - 5) ** 2])
+    assert torch.allclose(out, torch.cat([mean, var]))
+
+
+def test_encoder_output_sizes_and_size_check(scene):
+    model = KeypointNeRF(ModelConfig())
+    enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+    assert enc.geo_features.shape == (3, 64, 16, 16)        # H/8
+    assert enc.highres_features.shape == (3, 8, 64, 64)     # H/2
+    assert enc.tex_features.shape == (3, 8, 32, 32)         # H/4
+    with pytest.raises(ValueError, match="divisible by 128"):
+        model.encode(scene["images"][..., :120], scene["masks"][..., :120], scene["K"], scene["Rt"],
+                     scene["keypoints"])
+
+
+def test_validity_is_the_visual_hull(scene):
+    model = KeypointNeRF(model_preset("small"))
+    enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+    inside = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.05, 0.5]])        # inside the ellipsoid
+    outside = torch.tensor([[0.0, 0.0, 1.2], [0.6, 0.0, 0.0], [0.0, 0.0, 50.0]])   # above, beside, behind
+    proj = model.project(enc, torch.cat([inside, outside]))
+    assert proj.valid.tolist() == [True, True, False, False, False]
+    weights = model.view_weights(proj)
+    assert torch.allclose(weights[:, :2].sum(0), torch.ones(2, 1), atol=1e-5)
+    assert (weights[:, 2:] == 0).all()
+
+
+def test_invalid_config_is_refused():
+    with pytest.raises(UserError, match="spatial_encoding"):
+        ModelConfig(spatial_encoding="xyz_magic")
+    with pytest.raises(UserError, match="norm_groups"):
+        ModelConfig(geo_channels=96)

@@ -1,0 +1,122 @@
+"""Rays, near/far, sampling and compositing by hand; the culled renderer equals the plain one."""
+import math
+
+import pytest
+import torch
+
+from keypointnerf.model import KeypointNeRF, model_preset
+from keypointnerf.render.composite import composite, compositing_weights
+from keypointnerf.render.rays import camera_rays, near_far, pixel_grid
+from keypointnerf.render.renderer import RenderConfig, RenderStats, render_image, render_pixels
+from keypointnerf.render.sampling import coarse_depths, importance_depths
+
+K = torch.tensor([[100.0, 0, 50], [0, 100.0, 40], [0, 0, 1]])
+IDENTITY = torch.cat([torch.eye(3), torch.zeros(3, 1)], dim=1)
+
+
+def test_principal_ray_and_pixel_offsets():
+    origins, dirs = camera_rays(K, IDENTITY, torch.tensor([[50, 40], [150, 40]]))
+    assert torch.allclose(origins, torch.zeros(2, 3))
+    assert torch.allclose(dirs[0], torch.tensor([0.0, 0.0, 1.0]))
+    assert torch.allclose(dirs[1], torch.tensor([1.0, 0.0, 1.0]) / math.sqrt(2), atol=1e-6)
+    # a camera moved to (0, 0, -2) looking along +z: world origin is 2 m in front
+    Rt = IDENTITY.clone()
+    Rt[2, 3] = 2.0
+    origins, _ = camera_rays(K, Rt, torch.tensor([[50, 40]]))
+    assert torch.allclose(origins, torch.tensor([[0.0, 0.0, -2.0]]))
+
+
+def test_near_far_by_hand():
+    bounds = torch.tensor([[-0.5, -0.5, 3.0], [0.5, 0.5, 4.0]])
+    pixels = torch.tensor([[50, 40], [150, 40], [50, 40]])
+    origins, dirs = camera_rays(K, IDENTITY, pixels)
+    near, far, hits = near_far(origins, dirs, bounds, IDENTITY, znear=2.0, zfar=5.0)
+    assert hits.tolist() == [True, False, True]
+    assert near[0].item() == pytest.approx(2.99) and far[0].item() == pytest.approx(4.01)
+    # the ray at 45 degrees misses the box: distances at depths znear / zfar
+    assert near[1].item() == pytest.approx(2.0 * math.sqrt(2)) and far[1].item() == pytest.approx(5.0 * math.sqrt(2))
+    # a box that starts closer than znear: clamped to znear's distance
+    near, far, hits = near_far(origins[:1], dirs[:1], torch.tensor([[-0.5, -0.5, 1.0], [0.5, 0.5, 6.0]]),
+                               IDENTITY, znear=2.0, zfar=5.0)
+    assert (near.item(), far.item()) == (pytest.approx(2.0), pytest.approx(5.0))
+
+
+def test_compositing_by_hand():
+    depths = torch.tensor([[1.0, 2.0, 3.0]])
+    density = torch.tensor([[0.0, math.log(2.0), 5.0]])          # second sample: alpha = 1/2 over 1 m
+    weights = compositing_weights(depths, density)
+    assert torch.allclose(weights, torch.tensor([[0.0, 0.5, 0.5]]), atol=1e-6)   # the last absorbs the rest
+    out = composite(weights, depths, torch.tensor([[[9.0, 9, 9], [1.0, 0, 0], [0.0, 1, 0]]]))
+    assert torch.allclose(out["value"], torch.tensor([[0.5, 0.5, 0.0]]))
+    assert out["opacity"].item() == pytest.approx(1.0) and out["depth"].item() == pytest.approx(2.5)
+
+
+def test_importance_samples_follow_the_weights():
+    depths = coarse_depths(torch.tensor([0.0]), torch.tensor([6.3]), 64)
+    assert torch.allclose(depths[0, 1] - depths[0, 0], torch.tensor(0.1))
+    weights = torch.zeros(1, 64)
+    weights[0, 30] = 1.0
+    fine = importance_depths(depths, weights, 64)
+    # nearly all mass between the midpoints around sample 30: [2.95, 3.05]
+    inside = ((fine >= 2.95 - 1e-5) & (fine <= 3.05 + 1e-5)).float().mean()
+    assert inside > 0.95
+    assert torch.all(fine[:, 1:] >= fine[:, :-1])
+    stratified = coarse_depths(torch.zeros(100), torch.full((100,), 6.3), 64, stratified=True)
+    assert ((stratified - depths).abs() <= 0.05 + 1e-6).all() and not torch.allclose(stratified, depths.expand(100, -1))
+
+
+@pytest.fixture(scope="module")
+def small_model_and_scene():
+    from conftest import make_scene
+    torch.manual_seed(3)
+    model = KeypointNeRF(model_preset("small")).eval()
+    with torch.no_grad():   # a density that is positive inside the hull, so images are not empty
+        model.geometry_mlp.fused_out.bias[1] = 3.0
+    scene = make_scene(size=128)
+    enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+    return model, scene, enc
+
+
+def test_culled_renderer_equals_plain_renderer(small_model_and_scene):
+    model, scene, enc = small_model_and_scene
+    size = 48
+    K = scene["tgt_K"].clone()
+    K[:2] *= size / 128
+    fast_stats, plain_stats = RenderStats(), RenderStats()
+    fast = render_image(model, enc, K, scene["tgt_Rt"], size, size, scene["bounds"],
+                        RenderConfig(cull=True, chunk_rays=500, max_points=1000), stats=fast_stats)
+    plain = render_image(model, enc, K, scene["tgt_Rt"], size, size, scene["bounds"],
+                         RenderConfig(cull=False), stats=plain_stats)
+    assert fast["opacity"].max() > 0.5          # the person is there
+    for key in ("rgb", "opacity", "depth", "rgb_coarse", "opacity_coarse", "depth_coarse", "aux"):
+        assert torch.allclose(fast[key], plain[key], atol=2e-5), key
+    # and it did far less work
+    assert fast_stats.geometry_evaluations < plain_stats.geometry_evaluations / 4
+
+
+def test_rendering_is_independent_of_chunking_and_pixel_order(small_model_and_scene):
+    model, scene, enc = small_model_and_scene
+    K = scene["tgt_K"].clone()
+    K[:2] *= 32 / 128
+    pixels = pixel_grid(32, 32)
+    perm = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a = render_pixels(model, enc, K, scene["tgt_Rt"], pixels, scene["bounds"], RenderConfig(chunk_rays=1024))
+        b = render_pixels(model, enc, K, scene["tgt_Rt"], pixels[perm], scene["bounds"], RenderConfig(chunk_rays=37))
+    assert torch.allclose(a["rgb"][perm], b["rgb"], atol=1e-5)
+
+
+def test_training_render_is_differentiable_and_culled_gradients_match(small_model_and_scene):
+    model, scene, _ = small_model_and_scene
+    K = scene["tgt_K"].clone()
+    K[:2] *= 32 / 128
+    pixels = pixel_grid(32, 32)[300:600]
+    grads = []
+    for cull in (True, False):
+        model.zero_grad()
+        enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+        out = render_pixels(model, enc, K, scene["tgt_Rt"], pixels, scene["bounds"], RenderConfig(cull=cull))
+        (out["rgb"].sum() + out["rgb_coarse"].sum()).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-4, rtol=1e-3)
