@@ -11,6 +11,7 @@ from .errors import UserError
 # Each module defines ``register(subparsers)``, which adds its verb(s) and sets ``func(args) -> int``.
 VERB_MODULES = [
     "keypointnerf.model.commands",
+    "keypointnerf.data.commands",
 ]
 
 

@@ -25,14 +25,19 @@ def rel_z_decay(points_cam: torch.Tensor, keypoints_cam: torch.Tensor, frequenci
 
     points_cam (V, N, 3) and keypoints_cam (V, K, 3) in camera coordinates (metres) ->
     (V, N, K * (1 + 2 * frequencies)): the depth of each point relative to every keypoint, frequency-encoded and
-    damped by ``exp(-|x_c - k_c|^2 / (2 sigma^2))`` of that keypoint.
+    damped by ``exp(-|x_c - k_c|^2 / (2 sigma^2))`` of that keypoint. The distances are taken per camera although
+    they do not depend on it: world-space distances round differently and move densities by ~1e-4.
     """
     dz = points_cam[..., None, 2] - keypoints_cam[:, None, :, 2]                    # (V, N, K)
-    sq_dist = (points_cam[:, :, None, :] - keypoints_cam[:, None, :, :]).pow(2).sum(-1)
-    damping = torch.exp(-sq_dist / (2.0 * sigma ** 2))
-    encoded = frequency_encode(dz, frequencies)                                      # (V, N, K * blocks)
-    blocks = 1 + 2 * frequencies
-    return encoded * damping.repeat(1, 1, blocks)
+    damping = keypoint_damping(points_cam, keypoints_cam, sigma)
+    encoded = frequency_encode(dz, frequencies).unflatten(-1, (1 + 2 * frequencies, dz.shape[-1]))
+    return (encoded * damping.unsqueeze(-2)).flatten(-2)
+
+
+def keypoint_damping(points: torch.Tensor, keypoints: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``exp(-|x - k|^2 / (2 sigma^2))`` for points (..., N, 3) and keypoints (..., K, 3) -> (..., N, K)."""
+    sq_dist = (points[..., :, None, :] - keypoints[..., None, :, :]).pow(2).sum(-1)
+    return torch.exp(-sq_dist / (2.0 * sigma ** 2))
 
 
 def absolute_xyz(points_world: torch.Tensor, center: torch.Tensor, num_views: int,
