@@ -15,6 +15,20 @@ SHARED = Path(os.environ.get("KEYPOINTNERF_SHARED", REPO.parent / "shared"))
 PARITY = SHARED / "parity"
 
 
+#: The tiny synthetic set shared by the data, training and rendering tests (tests/data/test_synth.py checks it).
+TINY_SYNTH = dict(subjects=2, frames=2, cameras=4, resolution=256, seed=7)
+
+
+@pytest.fixture(scope="session")
+def synth_set(tmp_path_factory) -> Path:
+    """2 anny people x 2 frames x 4 cameras, 256 px stored (128 px after the reader's 0.5), split 1 train / 1 test."""
+    from keypointnerf.data.synth import generate
+    out = tmp_path_factory.mktemp("synth") / "set"
+    summary = generate(out, workers=2, progress=False, **TINY_SYNTH)
+    assert summary["frames_rendered"] == 4 and summary["frames_skipped"] == 0 and not summary["resumed"]
+    return out
+
+
 @pytest.fixture(scope="session")
 def fixture_a() -> Path:
     path = PARITY / "fixture_A.npz"

@@ -12,6 +12,9 @@ from .errors import UserError
 VERB_MODULES = [
     "keypointnerf.model.commands",
     "keypointnerf.data.commands",
+    "keypointnerf.data.synth.commands",
+    "keypointnerf.train.commands",
+    "keypointnerf.eval.commands",
 ]
 
 

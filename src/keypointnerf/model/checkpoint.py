@@ -206,22 +206,27 @@ def import_official(ckpt: dict, source: str) -> tuple[KeypointNeRF, dict[str, to
 
 
 # ----------------------------------------------------------------------------------------------- this package
-def package_checkpoint(model: KeypointNeRF, vgg19: dict | None = None, provenance: dict | None = None) -> dict:
-    """The dict this package saves: plain containers and tensors only (loadable with weights_only=True)."""
+def package_checkpoint(model: KeypointNeRF, vgg19: dict | None = None, provenance: dict | None = None,
+                       render: dict | None = None) -> dict:
+    """The dict this package saves: plain containers and tensors only (loadable with weights_only=True).
+
+    ``render`` holds the sampling the model was trained with (``RenderConfig`` fields such as
+    ``coarse_samples``/``fine_samples``), so later commands render it as it was trained; {} = the defaults."""
     return {"format": FORMAT, "version": FORMAT_VERSION, "model_config": to_dict(model.cfg),
+            "render_config": dict(render or {}),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "vgg19": {k: v.detach().cpu() for k, v in (vgg19 or {}).items()},
             "provenance": provenance or {}}
 
 
 def save_model(path: str | Path, model: KeypointNeRF, vgg19: dict | None = None,
-               provenance: dict | None = None) -> None:
+               provenance: dict | None = None, render: dict | None = None) -> None:
     """Write atomically (temporary file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     buffer = io.BytesIO()
-    torch.save(package_checkpoint(model, vgg19, provenance), buffer)
+    torch.save(package_checkpoint(model, vgg19, provenance, render), buffer)
     tmp.write_bytes(buffer.getvalue())
     tmp.replace(path)
 
@@ -265,7 +270,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu"
     """Load any checkpoint this package accepts -> (model in eval mode on ``device``, VGG19 tensors, info).
 
     Accepted: this package's model file, an official KeypointNeRF Lightning ``last.ckpt``, a training run's
-    Lightning checkpoint (or its run folder). ``info`` has ``kind`` and ``path``.
+    Lightning checkpoint (or its run folder). ``info`` has ``kind``, ``path`` and ``render`` (the sampling
+    settings stored with the model, a dict of ``RenderConfig`` fields; {} = the defaults).
     """
     path = resolve_checkpoint_path(path)
     ckpt = safe_torch_load(path)
@@ -275,9 +281,10 @@ def load_model(path: str | Path, device: torch.device | str = "cpu"
     if ckpt.get("format") == FORMAT:
         model = _model_from_package_state(ckpt["model_config"], ckpt["state_dict"], source)
         vgg, kind = ckpt.get("vgg19") or {}, "package"
+        render = ckpt.get("render_config") or {}
     elif isinstance(ckpt.get("state_dict"), dict) and "model.mlp_geo.layers1.layers.0.linear.weight_v" in ckpt["state_dict"]:
         model, vgg = import_official(ckpt, source)
-        kind = "official"
+        kind, render = "official", {}
     elif isinstance(ckpt.get("state_dict"), dict) and isinstance(ckpt.get("hyper_parameters"), dict):
         hparams = ckpt["hyper_parameters"]
         cfg = (hparams.get("config") or {}).get("model") if isinstance(hparams.get("config"), dict) else None
@@ -287,7 +294,10 @@ def load_model(path: str | Path, device: torch.device | str = "cpu"
         model = _model_from_package_state(cfg, state, source)
         vgg = {k[len("vgg19."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("vgg19.")}
         kind = "training"
+        render = hparams["config"].get("render") or {}
     else:
         raise UserError(f"{source}: not a keypointnerf, official KeypointNeRF or training checkpoint")
     model = model.to(device).eval()
-    return model, vgg, {"kind": kind, "path": source}
+    if not isinstance(render, dict):
+        raise UserError(f"{source}: render settings are not a mapping")
+    return model, vgg, {"kind": kind, "path": source, "render": dict(render)}

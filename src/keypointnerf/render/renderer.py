@@ -9,6 +9,7 @@ Two paths compute the same pictures:
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -30,6 +31,14 @@ class RenderConfig:
     box_rays_only: bool = False     # True: rays that miss the box stay empty (the official code traces them)
     stratified: bool = False        # jitter coarse samples (training)
     density_noise_std: float = 0.0  # noise added to the raw density (training)
+
+    @classmethod
+    def for_checkpoint(cls, info: dict, **overrides) -> "RenderConfig":
+        """The settings stored with a model (``load_model``'s ``info["render"]``), then ``overrides``; the
+        training-only fields (jitter, noise) are dropped: renders are deterministic."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"stratified", "density_noise_std"}
+        stored = {k: v for k, v in (info.get("render") or {}).items() if k in known}
+        return cls(**{**stored, **overrides})
 
 
 @dataclass

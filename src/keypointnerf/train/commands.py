@@ -1,0 +1,211 @@
+"""``keypointnerf train``: train a KeypointNeRF with Lightning, on one CPU or many GPUs, into a run folder.
+
+A run folder holds::
+
+    RUN_DIR/config.yaml               the resolved TrainConfig (plain YAML; later commands and --resume read it)
+    RUN_DIR/checkpoints/last.ckpt     the latest Lightning checkpoint (written atomically), plus step*.ckpt
+    RUN_DIR/logs/                     TensorBoard event files
+    RUN_DIR/model.ckpt                the trained model in this package's format (written when training ends)
+
+``--checkpoint RUN_DIR`` of the other commands reads ``checkpoints/last.ckpt`` (or ``model.ckpt``).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from ..configio import apply_overrides, load_yaml, save_yaml
+from ..errors import UserError
+
+RUN_FILES = ("config.yaml", "checkpoints", "logs", "model.ckpt")
+# keys a resumed run may change (the model and data must stay what the checkpoint was trained with)
+RESUMABLE_PREFIXES = ("optim.max_steps", "optim.epochs", "checkpoint_every_steps", "val_every_steps",
+                      "log_every_steps", "data.loader_workers", "data.cache_mb", "data.root")
+
+
+def register(subparsers) -> None:
+    from ..device import add_device_argument
+    parser = subparsers.add_parser(
+        "train", help="train a KeypointNeRF (Lightning; one CPU or many GPUs) into a run folder",
+        description="Train KeypointNeRF on ZJU-MoCap or any data set in its layout (e.g. from 'keypointnerf synth'). "
+                    "The run folder gets config.yaml, checkpoints/ (last.ckpt, atomic), logs/ (TensorBoard) and, at "
+                    "the end, model.ckpt. A killed run continues with --resume from its last checkpoint (same global "
+                    "step, optimizer state and learning rate).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--preset", default=None, choices=("zju", "small"),
+                        help="zju: the official recipe; small: a CPU-sized model (default: zju; with --resume the "
+                             "run's own config)")
+    parser.add_argument("--data", metavar="PATH", help="subject folder or folder of subjects (ZJU-MoCap layout)")
+    parser.add_argument("-o", "--out", required=True, metavar="RUN_DIR", help="run folder")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set optim.max_steps=2000 --set "
+                             "model.spatial_encoding=abs_xyz (repeatable; see RUN_DIR/config.yaml for the keys)")
+    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR from checkpoints/last.ckpt")
+    parser.add_argument("--force", action="store_true",
+                        help="start over in an existing run folder (its config, checkpoints, logs and model are "
+                             "replaced; other files are left alone)")
+    parser.add_argument("--init", metavar="CHECKPOINT", default=None,
+                        help="start from these weights (an official last.ckpt, an imported model, or a run): "
+                             "fine-tuning; the model architecture comes from that checkpoint")
+    parser.add_argument("--vgg-weights", metavar="FILE", default=None,
+                        help="torchvision-layout VGG19 state dict for the perceptual loss (same as --set "
+                             "loss.vgg_weights=FILE); without it the VGG tensors of --init are used, else the loss "
+                             "runs without the perceptual term")
+    add_device_argument(parser)
+    parser.add_argument("--devices", type=int, default=1, metavar="N", help="processes / GPUs per node")
+    parser.add_argument("--num-nodes", type=int, default=1, metavar="N", help="machines (multi-node DDP)")
+    parser.add_argument("--strategy", default="auto", help="Lightning strategy: auto, ddp, ddp_spawn, ...")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads per process (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def _is_launcher() -> bool:
+    """False in the worker processes that DDP's launcher starts (they re-run this command)."""
+    from lightning.fabric.utilities.rank_zero import _get_rank
+    return (_get_rank() or 0) == 0
+
+
+def _prepare_config(args, out: Path):
+    from .config import TrainConfig, train_preset
+
+    if args.resume:
+        if args.force:
+            raise UserError("--resume and --force contradict each other: --force starts over")
+        if not (out / "config.yaml").is_file():
+            raise UserError(f"{out}: no config.yaml: not a run folder to resume (start it without --resume)")
+        if not (out / "checkpoints" / "last.ckpt").is_file():
+            raise UserError(f"{out}: no checkpoints/last.ckpt to resume from")
+        cfg = load_yaml(TrainConfig, out / "config.yaml")
+        if args.preset and args.preset != cfg.preset:
+            raise UserError(f"{out}: the run was made with --preset {cfg.preset}, not {args.preset}")
+        for item in args.overrides:
+            if not item.split("=", 1)[0].strip().startswith(RESUMABLE_PREFIXES):
+                raise UserError(f"--set {item!r}: a resumed run can change only {', '.join(RESUMABLE_PREFIXES)}")
+        overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
+        return apply_overrides(cfg, overrides)
+
+    cfg = train_preset(args.preset or "zju")
+    overrides = list(args.overrides)
+    if args.vgg_weights:
+        overrides.append(f"loss.vgg_weights={args.vgg_weights}")
+    cfg = apply_overrides(cfg, overrides)
+    if not args.data:
+        raise UserError("--data PATH is required (a subject folder or a folder of subjects)")
+    cfg.data.root = str(Path(args.data).resolve())
+    if args.init:
+        from ..model.checkpoint import load_model
+        model, _, _ = load_model(args.init)
+        if any(item.strip().startswith("model.") for item in args.overrides):
+            raise UserError("--init takes the model architecture from the checkpoint: drop the --set model.* options")
+        cfg.model = model.cfg
+    return cfg
+
+
+def _check_data(cfg) -> None:
+    root = Path(cfg.data.root)
+    if not root.exists():
+        raise UserError(f"--data {root}: no such folder")
+    from ..data.protocol import TrainDataset
+    data = cfg.data
+    dataset = TrainDataset(root, data.protocol, downsample=data.downsample, patch_size=data.patch_size,
+                           num_sources=data.num_sources, cache_mb=16, size_multiple=cfg.model.size_multiple)
+    if len(dataset) == 0:
+        raise UserError(f"--data {root}: no training frames")
+
+
+def _vgg_state(cfg, init: str | None):
+    """VGG19 tensors for the perceptual loss, or None (said once)."""
+    from lightning.pytorch.utilities import rank_zero_warn
+    from .losses import load_vgg19_weights
+    if cfg.loss.perceptual <= 0:
+        return None
+    if cfg.loss.vgg_weights:
+        return load_vgg19_weights(cfg.loss.vgg_weights)
+    if init:
+        from ..model.checkpoint import load_model
+        _, vgg, _ = load_model(init)
+        if vgg:
+            return vgg
+    rank_zero_warn("perceptual loss off: no VGG19 weights (give --vgg-weights FILE, a torchvision-layout "
+                   "vgg19 state dict, or --init an official checkpoint that holds them); training goes on with "
+                   "the L1 terms only")
+    return None
+
+
+def run(args) -> int:
+    import torch
+    out = Path(args.out)
+    launcher = _is_launcher()
+    if launcher and not args.resume and out.exists() and any(out.iterdir()):
+        if not args.force and any((out / name).exists() for name in RUN_FILES):
+            raise UserError(f"{out}: holds a run already; pass --resume to continue it or --force to start over")
+    cfg = _prepare_config(args, out)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from ..device import resolve_device
+    device = resolve_device(args.device)
+    if launcher:
+        _check_data(cfg)
+    vgg = _vgg_state(cfg, args.init if not args.resume else None)
+    if args.resume and cfg.loss.perceptual > 0 and not cfg.loss.vgg_weights:
+        vgg = None  # a resumed run re-reads only a VGG file named in its config
+
+    if launcher and not args.resume:
+        if args.force:
+            for name in RUN_FILES:
+                path = out / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, out / "config.yaml")
+    return _fit(cfg, args, out, device, vgg)
+
+
+def _fit(cfg, args, out: Path, device, vgg) -> int:
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from ..configio import to_dict
+    from ..model.checkpoint import load_model, save_model
+    from .module import KeypointNeRFTraining, TrainData, seed_everything
+
+    seed_everything(cfg.seed)
+    module = KeypointNeRFTraining(to_dict(cfg), vgg)
+    if args.init and not args.resume:
+        model, _, _ = load_model(args.init)
+        module.model.load_state_dict(model.state_dict())
+    checkpoints = out / "checkpoints"
+    callbacks = [
+        ModelCheckpoint(dirpath=checkpoints, filename="step{step:07d}", auto_insert_metric_name=False,
+                        every_n_train_steps=max(1, cfg.checkpoint_every_steps), save_top_k=1, save_last=True,
+                        save_on_train_epoch_end=True)]
+    if not args.no_progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
+    trainer = L.Trainer(
+        default_root_dir=out, accelerator=accelerator, devices=args.devices, num_nodes=args.num_nodes,
+        strategy=args.strategy, max_epochs=cfg.optim.epochs, max_steps=cfg.optim.max_steps,
+        gradient_clip_val=cfg.optim.grad_clip or None, callbacks=callbacks,
+        logger=TensorBoardLogger(save_dir=str(out), name="logs", version=""),
+        log_every_n_steps=max(1, cfg.log_every_steps), enable_progress_bar=not args.no_progress,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    ckpt_path = str(checkpoints / "last.ckpt") if args.resume else None
+    trainer.fit(module, datamodule=TrainData(cfg), ckpt_path=ckpt_path, weights_only=True)
+    # the state at the end (also after Ctrl-C, which Lightning turns into a graceful stop) is what --resume reads
+    trainer.save_checkpoint(checkpoints / "last.ckpt", weights_only=False)
+    if trainer.is_global_zero:
+        module.model.to("cpu")
+        save_model(out / "model.ckpt", module.model, provenance={"run": str(out.resolve()), "preset": cfg.preset,
+                                                                 "global_step": int(trainer.global_step)},
+                   render=cfg.render_settings())
+        print(f"keypointnerf train: {trainer.global_step} steps; model written to {out / 'model.ckpt'}",
+              file=sys.stderr)
+    return 0

@@ -1,0 +1,92 @@
+"""Training configuration: typed dataclasses, named presets, saved as plain YAML in every run folder.
+
+``zju`` is the official ZJU-MoCap recipe (the released model's architecture, 64 + 64 samples, 64x64 patches,
+Adam 5e-4, 30 epochs, L1 coarse + 10 L1 fine + 0.5 VGG19 perceptual). ``small`` is a CPU configuration: small
+encoders and MLPs (a ~5 MB model), fewer samples per ray and smaller patches, same losses and data protocol.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..configio import from_dict, to_dict
+from ..errors import UserError
+from ..model.config import ModelConfig, model_preset
+from ..render.renderer import RenderConfig
+
+
+@dataclass
+class DataConfig:
+    root: str = ""                 # a subject folder or a folder of subjects (ZJU-MoCap layout)
+    protocol: str = "auto"         # auto | zju_nhp | split (see keypointnerf.data.protocol)
+    downsample: float = 0.5        # the reader's image scale (ZJU: 1024 -> 512)
+    patch_size: int = 64           # target patch side in pixels, centred on a random foreground pixel
+    num_sources: int = 3
+    view_dropout: bool = True      # keep one random source view, drop each other one with probability 0.5
+    loader_workers: int = 0        # DataLoader worker processes (0 = in the training process)
+    cache_mb: float = 64           # decoded views kept in memory, per subject (a data set of 30 subjects: 30x)
+
+
+@dataclass
+class LossConfig:
+    l1_coarse: float = 1.0
+    l1_fine: float = 10.0
+    perceptual: float = 0.5        # VGG19 perceptual loss on the fine patch (needs VGG19 weights)
+    vgg_weights: str = ""          # torchvision-layout VGG19 state dict (features.<i>.weight/bias); "" = none
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    epochs: int = 30
+    max_steps: int = -1            # -1 = no limit other than epochs
+    grad_clip: float = 0.0         # 0 = off
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "zju"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    render: RenderConfig = field(default_factory=lambda: RenderConfig(stratified=True, density_noise_std=0.01))
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    checkpoint_every_steps: int = 500   # also at the end of every epoch
+    val_every_steps: int = 0            # render one held-out view and log its PSNR (0 = off)
+    log_every_steps: int = 10
+
+    def render_settings(self) -> dict:
+        """The sampling settings stored with exported models (what evaluation and rendering reuse)."""
+        return {"coarse_samples": self.render.coarse_samples, "fine_samples": self.render.fine_samples}
+
+
+def _small() -> TrainConfig:
+    return TrainConfig(
+        preset="small",
+        model=model_preset("small"),
+        render=RenderConfig(coarse_samples=32, fine_samples=32, stratified=True, density_noise_std=0.01),
+        data=DataConfig(patch_size=32),
+        optim=OptimConfig(lr=5e-4, epochs=1000, max_steps=20000),
+        checkpoint_every_steps=250, val_every_steps=1000)
+
+
+TRAIN_PRESETS = {"zju": TrainConfig, "small": _small}
+
+
+def train_preset(name: str) -> TrainConfig:
+    if name not in TRAIN_PRESETS:
+        raise UserError(f"unknown preset {name!r}; known: {', '.join(TRAIN_PRESETS)}")
+    return TRAIN_PRESETS[name]()
+
+
+def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
+    return from_dict(TrainConfig, data, where)
+
+
+def config_to_dict(cfg: TrainConfig) -> dict:
+    return to_dict(cfg)
+
+
+def replace_model(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
+    return dataclasses.replace(cfg, model=model_cfg)

@@ -1,0 +1,172 @@
+"""The Lightning module that trains a KeypointNeRF, and its data loaders.
+
+One training step = one sample (batch 1, as the official recipe): encode the source views (after view dropout),
+render the target patch's rays coarse-to-fine with stratified samples and density noise, and minimise
+``l1_coarse * L1(coarse) + l1_fine * L1(fine) + perceptual * VGG19(fine patch)``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import DataLoader
+
+from ..data.protocol import TestDataset, TrainDataset
+from ..model.keypointnerf import KeypointNeRF
+from ..render.renderer import RenderConfig, render_image, render_pixels
+from .config import TrainConfig, config_from_dict, config_to_dict
+from .losses import VGGPerceptualLoss
+
+
+def first_item(batch: list[dict]) -> dict:
+    """Collate for batch size 1: the sample itself, no batch dimension (see ``keypointnerf.data.sample``)."""
+    return batch[0]
+
+
+def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    mse = float(F.mse_loss(prediction.clamp(0, 1), target))
+    return 10 * math.log10(1.0 / max(mse, 1e-10))
+
+
+def drop_views(num_views: int, generator: torch.Generator) -> list[int]:
+    """Training-time view dropout: one random view is kept, each other one survives with probability 0.5."""
+    keep = int(torch.randint(num_views, (1,), generator=generator))
+    survive = torch.rand(num_views, generator=generator) >= 0.5
+    return [v for v in range(num_views) if v == keep or bool(survive[v])]
+
+
+class KeypointNeRFTraining(L.LightningModule):
+    """Holds the model (``self.model``) and, when the perceptual loss is on, frozen VGG19 weights (``self.vgg19``).
+
+    ``config`` is the plain-dict form of :class:`TrainConfig` (what the checkpoint's hyper-parameters keep, so a
+    checkpoint loads with ``torch.load(weights_only=True)`` and ``keypointnerf.model.checkpoint.load_model``).
+    """
+
+    def __init__(self, config: dict, vgg19_state: dict[str, torch.Tensor] | None = None):
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.cfg: TrainConfig = config_from_dict(config)
+        self.model = KeypointNeRF(self.cfg.model)
+        self.vgg19 = VGGPerceptualLoss(vgg19_state) if vgg19_state else None
+        self.render_cfg = self.cfg.render
+        self.eval_render_cfg = RenderConfig.for_checkpoint({"render": config_to_dict(self.cfg.render)})
+        self._dropout_rng = torch.Generator().manual_seed(self.cfg.seed)
+        self._val_sample: dict | None = None
+
+    # ------------------------------------------------------------------------------------------- optimisation
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.cfg.optim.lr)
+
+    def _losses(self, sample: dict) -> dict[str, torch.Tensor]:
+        views = list(range(sample["src_images"].shape[0]))
+        if self.cfg.data.view_dropout and len(views) > 1:
+            views = drop_views(len(views), self._dropout_rng)
+        enc = self.model.encode(sample["src_images"][views], sample["src_masks"][views], sample["src_K"][views],
+                                sample["src_Rt"][views], sample["keypoints"])
+        pixels = sample["pixels"]
+        out = render_pixels(self.model, enc, sample["tgt_K"], sample["tgt_Rt"], pixels, sample["bounds"],
+                            self.render_cfg, training=True)
+        target = sample["tgt_image"][:, pixels[:, 1], pixels[:, 0]].T          # (P, 3)
+        losses = {"l1_coarse": F.l1_loss(out["rgb_coarse"], target), "l1_fine": F.l1_loss(out["rgb"], target)}
+        total = self.cfg.loss.l1_coarse * losses["l1_coarse"] + self.cfg.loss.l1_fine * losses["l1_fine"]
+        if self.vgg19 is not None and self.cfg.loss.perceptual > 0:
+            side = int(round(math.sqrt(len(pixels))))
+            if side * side == len(pixels):   # square patches (row-major) only
+                as_image = lambda rgb: rgb.T.reshape(1, 3, side, side)  # noqa: E731
+                losses["perceptual"] = self.vgg19(as_image(out["rgb"]), as_image(target))
+                total = total + self.cfg.loss.perceptual * losses["perceptual"]
+        losses["loss"] = total
+        with torch.no_grad():
+            losses["psnr"] = torch.tensor(psnr(out["rgb"].detach(), target))
+        return losses
+
+    def training_step(self, sample: dict, batch_idx: int) -> torch.Tensor:
+        losses = self._losses(sample)
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, prog_bar=name in ("loss", "psnr"), on_step=True, batch_size=1)
+        return losses["loss"]
+
+    def on_train_epoch_start(self) -> None:
+        loader = self.trainer.train_dataloader
+        dataset = getattr(loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.current_epoch)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        every = self.cfg.val_every_steps
+        if every > 0 and self.global_step % every == 0 and self.trainer.is_global_zero:
+            self._render_validation()
+
+    # ------------------------------------------------------------------------------------------- monitoring
+    def _render_validation(self) -> None:
+        """Render one held-out view (first test item) and log its PSNR and the image (rank 0 only)."""
+        if self._val_sample is None:
+            try:
+                dataset = TestDataset(self.cfg.data.root, self.cfg.data.protocol, downsample=self.cfg.data.downsample,
+                                      cache_mb=64, size_multiple=self.cfg.model.size_multiple)
+            except Exception as exc:  # noqa: BLE001 - monitoring must never stop training
+                rank_zero_warn(f"validation view disabled: {exc}")
+                self.cfg.val_every_steps = 0
+                return
+            self._val_sample = dataset[len(dataset) // 2]
+        sample = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in self._val_sample.items()}
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            enc = self.model.encode(sample["src_images"], sample["src_masks"], sample["src_K"], sample["src_Rt"],
+                                    sample["keypoints"])
+            height, width = sample["tgt_image"].shape[-2:]
+            out = render_image(self.model, enc, sample["tgt_K"], sample["tgt_Rt"], height, width, sample["bounds"],
+                               self.eval_render_cfg)
+        self.model.train(was_training)
+        value = psnr(out["rgb"], sample["tgt_image"])
+        self.log("val/psnr", value, on_step=True, batch_size=1, rank_zero_only=True)
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is not None and hasattr(experiment, "add_image"):
+            experiment.add_image("val/prediction_target",
+                                 torch.cat([out["rgb"].clamp(0, 1), sample["tgt_image"]], dim=-1), self.global_step)
+        rank_zero_info(f"step {self.global_step}: held-out view PSNR {value:.2f} dB")
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # frozen VGG weights are inputs, not training state: keep them out of every checkpoint (14 MB each);
+        # they are re-read from the configured file or initial checkpoint when a run resumes
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("vgg19.")}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.vgg19 is not None:
+            state = checkpoint["state_dict"]
+            for key, value in self.vgg19.state_dict().items():
+                state.setdefault(f"vgg19.{key}", value)
+
+
+class TrainData(L.LightningDataModule):
+    def __init__(self, cfg: TrainConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.dataset: TrainDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is None:
+            data = self.cfg.data
+            self.dataset = TrainDataset(data.root, data.protocol, downsample=data.downsample,
+                                        patch_size=data.patch_size, num_sources=data.num_sources,
+                                        seed=self.cfg.seed, cache_mb=data.cache_mb,
+                                        size_multiple=self.cfg.model.size_multiple)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        workers = self.cfg.data.loader_workers
+        return DataLoader(self.dataset, batch_size=1, shuffle=True, collate_fn=first_item, num_workers=workers,
+                          persistent_workers=workers > 0,
+                          generator=torch.Generator().manual_seed(self.cfg.seed))
+
+
+def seed_everything(seed: int) -> None:
+    L.seed_everything(seed, workers=True, verbose=False)
+    np.random.seed(seed)

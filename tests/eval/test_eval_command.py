@@ -1,0 +1,156 @@
+"""``keypointnerf eval`` end to end on a tiny ZJU-layout set with a random small model, and its refusals."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from keypointnerf.cli import main
+from keypointnerf.eval.metrics import LPIPS
+from keypointnerf.model import KeypointNeRF, model_preset
+from keypointnerf.model.checkpoint import save_model
+
+from zju_fixtures import make_subject, write_split
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a small shared machine a second thread mostly waits for a busy core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """split.json set, test subject B: 5 cameras (inputs 0, 2, 3; targets 1, 4), 2 frames, 128x128."""
+    root = tmp_path_factory.mktemp("zju")
+    make_subject(root, name="B", cameras=5, frames=2, size=128)
+    write_split(root, train=[], test=["B"])
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    save_model(path, KeypointNeRF(model_preset("small")), render={"coarse_samples": 8, "fine_samples": 8})
+    return path
+
+
+@pytest.fixture(scope="module")
+def lpips_file(tmp_path_factory):
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("lpips") / "lpips_vgg.pth"
+    torch.save(LPIPS().state_dict(), path)
+    return path
+
+
+def run_eval(checkpoint, data, out, *options):
+    return main(["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out),
+                 "--downsample", "1.0", "--device", "cpu", *options])
+
+
+def test_eval_end_to_end(checkpoint, data_root, lpips_file, tmp_path, capsys, monkeypatch):
+    encodes = []
+    original = KeypointNeRF.encode
+
+    def counting_encode(self, *args, **kwargs):
+        encodes.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(KeypointNeRF, "encode", counting_encode)
+    out = tmp_path / "out"
+    assert run_eval(checkpoint, data_root, out) == 0
+    stdout = capsys.readouterr().out
+    assert sum("LPIPS skipped" in line for line in stdout.splitlines()) == 1
+    assert str(out / "metrics.json") in stdout and "PSNR" in stdout
+
+    report = json.loads((out / "metrics.json").read_text())
+    assert {"checkpoint", "checkpoint_kind", "model_config", "render_config", "data", "protocol", "images",
+            "mean", "per_subject", "seconds"} <= set(report)
+    assert report["checkpoint_kind"] == "package" and report["checkpoint"] == str(checkpoint)
+    assert report["render_config"]["coarse_samples"] == 8 and report["render_config"]["fine_samples"] == 8
+    protocol = report["protocol"]
+    assert protocol["name"] == "split" and protocol["split"] == "test" and protocol["downsample"] == 1.0
+    assert protocol["cameras"] == {"B": {"input": [0, 2, 3], "target": [1, 4]}}
+    assert "data_range 2.0" in protocol["metrics_note"]
+
+    images = report["images"]
+    assert len(images) == 4 == report["mean"]["count"]   # 2 frames x 2 target cameras
+    assert [(r["frame"], r["target_cam"]) for r in images] == [(0, 1), (0, 4), (1, 1), (1, 4)]
+    assert len(encodes) == 2   # once per frame, shared by its target cameras
+    for record in images:
+        assert record["subject"] == "B" and record["source_cams"] == [0, 2, 3] and record["lpips"] is None
+        assert 0 < record["psnr"] < 100 and 0 < record["psnr_box"] < 100
+        assert -1 <= record["ssim"] <= record["ssim_official"] <= 1
+    for key in ("psnr", "ssim", "ssim_official", "psnr_box"):
+        assert report["mean"][key] == pytest.approx(np.mean([r[key] for r in images]))
+        assert report["per_subject"]["B"][key] == pytest.approx(report["mean"][key])
+    assert report["mean"]["lpips"] is None
+
+    pngs = sorted(p.name for p in (out / "images").iterdir())
+    assert pngs == ["B_0000_cam01.png", "B_0000_cam04.png", "B_0001_cam01.png", "B_0001_cam04.png"]
+    with Image.open(out / "images" / pngs[0]) as panel:
+        assert panel.size == (3 * 128, 128)
+        pixels = np.asarray(panel.convert("RGB"))
+    # the middle panel is the ground truth: background zeroed by the mask, the person visible
+    assert pixels[:, 128:256].max() > 0 and pixels[0, 128:256].max() == 0
+
+    # --force: replaces metrics.json and this command's images, keeps other files; LPIPS with a weights file
+    (out / "notes.txt").write_text("mine")
+    # (and --checkpoint given as the folder holding model.ckpt, as for a run folder)
+    assert run_eval(checkpoint.parent, data_root, out, "--force", "--max-images", "1", "--no-images",
+                    "--lpips-weights", str(lpips_file), "--coarse-samples", "4", "--fine-samples", "0") == 0
+    assert "LPIPS skipped" not in capsys.readouterr().out
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["mean"]["count"] == 1 and report["mean"]["lpips"] > 0
+    assert report["checkpoint"] == str(checkpoint)
+    assert report["render_config"]["coarse_samples"] == 4 and report["render_config"]["fine_samples"] == 0
+    assert (out / "notes.txt").read_text() == "mine" and list((out / "images").iterdir()) == []
+
+
+def test_refuses_a_non_empty_out_dir(checkpoint, data_root, tmp_path, capsys):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    assert run_eval(checkpoint, data_root, out) != 0
+    err = capsys.readouterr().err
+    assert str(out) in err and "--force" in err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_refuses_missing_inputs_and_wrong_checkpoints(checkpoint, data_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    missing = tmp_path / "no_such.ckpt"
+    assert run_eval(missing, data_root, out) != 0
+    assert "no_such.ckpt" in capsys.readouterr().err
+    assert run_eval(checkpoint, tmp_path / "no_data", out) != 0
+    assert "no_data" in capsys.readouterr().err
+    wrong = tmp_path / "wrong.ckpt"
+    torch.save({"weights": torch.zeros(3)}, wrong)
+    assert run_eval(wrong, data_root, out) != 0
+    assert "wrong.ckpt" in capsys.readouterr().err
+    assert run_eval(checkpoint, data_root, out, "--lpips-weights", str(tmp_path / "absent.pth")) != 0
+    assert "absent.pth" in capsys.readouterr().err
+    assert run_eval(checkpoint, data_root, out, "--split", "train") != 0   # split.json lists no train subject
+    assert "no train subjects" in capsys.readouterr().err
+    assert not out.exists()   # nothing written by a refused run
+
+
+def test_train_split_uses_the_protocol_train_frames(checkpoint, tmp_path):
+    root = tmp_path / "data"
+    make_subject(root, name="A", cameras=5, frames=1, size=128)
+    make_subject(root, name="B", cameras=5, frames=1, size=128)
+    write_split(root, train=["A"], test=["B"])
+    out = tmp_path / "out"
+    assert run_eval(checkpoint, root, out, "--split", "train", "--max-images", "1", "--no-images") == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["protocol"]["split"] == "train"
+    assert [r["subject"] for r in report["images"]] == ["A"] and list(report["per_subject"]) == ["A"]

@@ -1,0 +1,208 @@
+"""Training: configs and presets, the perceptual loss, view dropout, and the ``train`` command end to end:
+resume after SIGKILL at the saved step with the saved optimizer state, 2-process DDP on the CPU (gloo), and
+refusals of bad input."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from keypointnerf.cli import main as cli_main
+from keypointnerf.errors import UserError
+from keypointnerf.model.checkpoint import load_model
+from keypointnerf.train.config import TrainConfig, train_preset
+from keypointnerf.train.losses import VGGPerceptualLoss, load_vgg19_weights, _vgg19_features
+from keypointnerf.train.module import drop_views
+
+# a tiny, fast training set-up for the 128 px test images
+FAST = ["--set", "render.coarse_samples=8", "--set", "render.fine_samples=8", "--set", "data.patch_size=16",
+        "--set", "val_every_steps=0", "--set", "data.cache_mb=64"]
+
+
+def _train_command(data: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "keypointnerf.cli", "train", "--preset", "small", "--data", str(data), "--out",
+            str(out), "--device", "cpu", "--threads", "1", "--no-progress", *FAST, *extra]
+
+
+def _read_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _adam_step(checkpoint: dict) -> int:
+    states = checkpoint["optimizer_states"][0]["state"]
+    return int(next(iter(states.values()))["step"])
+
+
+# ------------------------------------------------------------------------------------------------ config
+def test_presets_and_yaml_round_trip(tmp_path):
+    from keypointnerf.configio import load_yaml, save_yaml
+    zju, small = train_preset("zju"), train_preset("small")
+    assert zju.model.geo_channels == 256 and zju.render.coarse_samples == 64 and zju.data.patch_size == 64
+    assert zju.loss.l1_coarse == 1.0 and zju.loss.l1_fine == 10.0 and zju.loss.perceptual == 0.5
+    assert zju.optim.lr == 5e-4 and zju.optim.epochs == 30
+    assert small.model.geo_channels < zju.model.geo_channels and small.render.coarse_samples < 64
+    save_yaml(small, tmp_path / "c.yaml")
+    text = (tmp_path / "c.yaml").read_text()
+    assert "!!python" not in text                      # plain YAML, no pickled objects
+    assert load_yaml(TrainConfig, tmp_path / "c.yaml") == small
+    with pytest.raises(UserError, match="unknown preset"):
+        train_preset("huge")
+
+
+def test_small_model_fits_the_size_budget():
+    from keypointnerf.model.keypointnerf import KeypointNeRF
+    model = KeypointNeRF(train_preset("small").model)
+    megabytes = sum(p.numel() for p in model.parameters()) * 4 / 1e6
+    assert megabytes <= 25
+
+
+# ------------------------------------------------------------------------------------------------ losses
+@pytest.fixture
+def vgg_file(tmp_path) -> Path:
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in _vgg19_features().state_dict().items()}
+    path = tmp_path / "vgg19.pth"
+    torch.save(state, path)
+    return path
+
+
+def test_perceptual_loss_is_zero_for_equal_images_and_grows_with_difference(vgg_file):
+    loss = VGGPerceptualLoss(load_vgg19_weights(vgg_file))
+    image = torch.rand(1, 3, 32, 32)
+    assert float(loss(image, image)) == 0.0
+    small = float(loss(image + 0.01 * torch.randn_like(image), image))
+    large = float(loss(image + 0.2 * torch.randn_like(image), image))
+    assert 0 < small < large
+    prediction = image.clone().requires_grad_(True)
+    loss(prediction, torch.rand_like(image)).backward()
+    assert prediction.grad.abs().sum() > 0
+    assert all(not p.requires_grad for p in loss.parameters())   # frozen
+
+
+def test_vgg_weights_errors_name_the_file(tmp_path, vgg_file):
+    with pytest.raises(UserError, match="not found"):
+        load_vgg19_weights(tmp_path / "missing.pth")
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a torch file")
+    with pytest.raises(UserError, match="broken.pth"):
+        load_vgg19_weights(broken)
+    state = load_vgg19_weights(vgg_file)
+    with pytest.raises(UserError, match=r"x.pth.*missing features.0.bias"):
+        VGGPerceptualLoss({"features.0.weight": state["features.0.weight"]}, source="x.pth")
+    with pytest.raises(UserError, match=r"features.2.weight has shape \(1,\)"):
+        VGGPerceptualLoss({**state, "features.2.weight": torch.zeros(1)}, source="x.pth")
+
+
+def test_view_dropout_keeps_at_least_one_view_and_drops_half_of_the_others():
+    generator = torch.Generator().manual_seed(0)
+    draws = [drop_views(3, generator) for _ in range(3000)]
+    assert all(1 <= len(d) <= 3 and d == sorted(set(d)) for d in draws)
+    # a view is kept when chosen (1/3) or when it survives otherwise (2/3 * 1/2): 2/3 in all
+    kept = torch.tensor([[v in d for v in range(3)] for d in draws], dtype=torch.float).mean(0)
+    assert torch.allclose(kept, torch.full((3,), 2 / 3), atol=0.03)
+    assert drop_views(1, generator) == [0]
+
+
+# ------------------------------------------------------------------------------------------------ command
+def test_train_resumes_after_sigkill_at_the_saved_step(synth_set, tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(_train_command(synth_set, run, "--set", "optim.max_steps=100000", "--set",
+                                              "checkpoint_every_steps=2"),
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    saved_step = 0
+    while time.time() < deadline and process.poll() is None:
+        if last.is_file():
+            try:
+                saved_step = int(_read_checkpoint(last)["global_step"])
+            except Exception:  # noqa: BLE001 - the file may be mid-rename; read again
+                saved_step = 0
+            if saved_step >= 4:
+                break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert saved_step >= 4, process.stderr.read().decode()[-2000:]
+    killed = _read_checkpoint(last)                       # whatever the kill left must be a complete file
+    step = int(killed["global_step"])
+    assert step >= 4 and _adam_step(killed) == step
+    weights_at_kill = {k: v.clone() for k, v in killed["state_dict"].items()}
+
+    resume = [sys.executable, "-m", "keypointnerf.cli", "train", "--out", str(run), "--resume", "--set",
+              f"optim.max_steps={step + 3}", "--device", "cpu", "--threads", "1", "--no-progress"]
+    result = subprocess.run(resume, capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    final = _read_checkpoint(last)
+    # continued from the saved step with the saved Adam state: from scratch it would be step 3 / Adam step 3
+    assert int(final["global_step"]) == step + 3
+    assert _adam_step(final) == step + 3
+    moved = [k for k in weights_at_kill if not torch.equal(weights_at_kill[k], final["state_dict"][k])]
+    assert moved, "the resumed run did not train"
+    assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["max_steps"] == 100000  # the run's own config
+    model, _, info = load_model(run / "model.ckpt")
+    assert info["render"] == {"coarse_samples": 8, "fine_samples": 8}
+    assert model.cfg == train_preset("small").model
+
+
+def test_ddp_two_processes_on_cpu(synth_set, tmp_path):
+    run = tmp_path / "ddp"
+    result = subprocess.run(_train_command(synth_set, run, "--set", "optim.max_steps=2", "--devices", "2",
+                                           "--strategy", "ddp"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world_size" in result.stderr.lower() or "distributed" in result.stderr.lower() or \
+        "MEMBER: 2/2" in result.stderr
+    checkpoint = _read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert int(checkpoint["global_step"]) == 2
+    assert (run / "model.ckpt").is_file() and (run / "config.yaml").is_file()
+
+
+def test_bad_input_stops_before_any_work(synth_set, tmp_path, capsys):
+    base = ["train", "--preset", "small", "--device", "cpu", "--no-progress"]
+    assert cli_main(base + ["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r1")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert not (tmp_path / "r1").exists()
+
+    assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r2"), "--set", "optim.speed=3"]) == 2
+    assert "optim.speed" in capsys.readouterr().err
+
+    existing = tmp_path / "r3"
+    (existing / "checkpoints").mkdir(parents=True)
+    (existing / "config.yaml").write_text("keep: me\n")
+    assert cli_main(base + ["--data", str(synth_set), "--out", str(existing)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (existing / "config.yaml").read_text() == "keep: me\n"     # nothing overwritten
+
+    assert cli_main(base + ["--out", str(tmp_path / "r4"), "--resume"]) == 2
+    assert "config.yaml" in capsys.readouterr().err
+
+
+def test_resume_refuses_architecture_changes(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    from keypointnerf.configio import save_yaml
+    save_yaml(train_preset("small"), run / "config.yaml")
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert cli_main(["train", "--out", str(run), "--resume", "--set", "model.geo_channels=32"]) == 2
+    assert "model.geo_channels" in capsys.readouterr().err
+
+
+def test_training_checkpoint_of_another_architecture_is_refused(tmp_path):
+    from keypointnerf.model.checkpoint import save_model
+    from keypointnerf.model.keypointnerf import KeypointNeRF
+    path = tmp_path / "m.ckpt"
+    save_model(path, KeypointNeRF(train_preset("small").model))
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["model_config"]["geo_out_channels"] = 16          # claims another architecture
+    torch.save(checkpoint, path)
+    with pytest.raises(UserError, match="does not fit its model config"):
+        load_model(path)
