@@ -15,6 +15,9 @@ VERB_MODULES = [
     "keypointnerf.data.synth.commands",
     "keypointnerf.train.commands",
     "keypointnerf.eval.commands",
+    "keypointnerf.render.commands",
+    "keypointnerf.export.commands",
+    "keypointnerf.demo",
 ]
 
 

@@ -187,13 +187,40 @@ def test_bad_input_stops_before_any_work(synth_set, tmp_path, capsys):
 
 
 def test_resume_refuses_architecture_changes(tmp_path, capsys):
+    from keypointnerf.configio import save_yaml
+    from keypointnerf.model.checkpoint import save_model
+    from keypointnerf.model.keypointnerf import KeypointNeRF
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    from keypointnerf.configio import save_yaml
     save_yaml(train_preset("small"), run / "config.yaml")
     (run / "checkpoints" / "last.ckpt").write_bytes(b"")
     assert cli_main(["train", "--out", str(run), "--resume", "--set", "model.geo_channels=32"]) == 2
     assert "model.geo_channels" in capsys.readouterr().err
+    assert cli_main(["train", "--out", str(run), "--resume"]) == 2          # an empty file is no checkpoint
+    assert "last.ckpt" in capsys.readouterr().err
+    # a checkpoint of another architecture than the run's config
+    save_model(run / "checkpoints" / "last.ckpt", KeypointNeRF(train_preset("zju").model))
+    assert cli_main(["train", "--out", str(run), "--resume"]) == 2
+    assert "architecture differs" in capsys.readouterr().err
+
+
+def test_fine_tuning_from_an_official_checkpoint_uses_its_vgg_weights(official_checkpoint, synth_set, tmp_path):
+    run = tmp_path / "finetune"
+    result = subprocess.run(_train_command(synth_set, run, "--init", str(official_checkpoint), "--set",
+                                           "optim.max_steps=1", "--set", "log_every_steps=1"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "perceptual loss off" not in result.stderr          # the official file's VGG19 tensors serve the loss
+    model, _, _ = load_model(run / "model.ckpt")
+    official, _, _ = load_model(official_checkpoint)
+    assert model.cfg == official.cfg                            # the architecture came from the checkpoint
+    # one Adam step from the official weights: every trained tensor moves by about lr, not more
+    state = model.state_dict()
+    steps = [float((state[k] - v).abs().max()) for k, v in official.state_dict().items() if v.is_floating_point()]
+    assert max(steps) > 0 and max(steps) < 10 * train_preset("small").optim.lr
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(run / "logs")); events.Reload()
+    assert "train/perceptual" in events.Tags()["scalars"]
 
 
 def test_training_checkpoint_of_another_architecture_is_refused(tmp_path):

@@ -66,11 +66,11 @@ def safe_torch_load(path: str | Path) -> Any:
     except pickle.UnpicklingError:
         pass   # classes beyond plain containers: fall back to inert placeholders below
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable torch checkpoint ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"{path}: not a readable torch checkpoint ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle_module())
     except Exception as exc:  # noqa: BLE001 - any failure here means the file is unusable
-        raise UserError(f"{path}: not a readable torch checkpoint ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"{path}: not a readable torch checkpoint ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
 
 
 # ----------------------------------------------------------------------------------------------- official names

@@ -86,7 +86,14 @@ def _prepare_config(args, out: Path):
             if not item.split("=", 1)[0].strip().startswith(RESUMABLE_PREFIXES):
                 raise UserError(f"--set {item!r}: a resumed run can change only {', '.join(RESUMABLE_PREFIXES)}")
         overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
-        return apply_overrides(cfg, overrides)
+        cfg = apply_overrides(cfg, overrides)
+        from ..model.checkpoint import load_model
+        last = out / "checkpoints" / "last.ckpt"
+        saved, _, _ = load_model(last)   # refuses a file that is not a checkpoint of its own model config
+        if saved.cfg != cfg.model:
+            raise UserError(f"{last}: its model architecture differs from {out / 'config.yaml'}; resume with the "
+                            "config the run was started with")
+        return cfg
 
     cfg = train_preset(args.preset or "zju")
     overrides = list(args.overrides)

@@ -77,7 +77,7 @@ def load_vgg19_weights(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure means the file is unusable
-        raise UserError(f"{path}: not a readable VGG19 state dict ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"{path}: not a readable VGG19 state dict ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

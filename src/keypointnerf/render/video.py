@@ -1,0 +1,186 @@
+"""Writing rendered pictures: 8-bit PNGs, H.264 MP4 videos (imageio + imageio-ffmpeg), strips of source views and
+colour-mapped depth.
+
+Images here are numpy arrays (H, W, 3) (or (H, W) greyscale), either float in [0, 1] or uint8.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+
+#: imageio's ffmpeg quality scale (0-10, 10 = best); 8 keeps renders sharp at a modest size
+DEFAULT_QUALITY = 8
+
+
+def to_uint8(image) -> np.ndarray:
+    """(H, W[, C]) float in [0, 1] (clipped) or uint8 -> uint8; torch tensors (C, H, W) are accepted too."""
+    if hasattr(image, "detach"):   # a torch tensor, channels first
+        image = image.detach().cpu().float().numpy()
+        if image.ndim == 3:
+            image = image.transpose(1, 2, 0)
+            if image.shape[2] == 1:
+                image = image[..., 0]
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+
+
+def write_png(path: str | Path, image) -> Path:
+    """Write an image (see :func:`to_uint8`) as PNG atomically (temporary file + rename); creates the folder."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary(path)
+    Image.fromarray(to_uint8(image)).save(temporary, format="PNG")
+    os.replace(temporary, path)
+    return path
+
+
+def pad_to_even(image: np.ndarray) -> np.ndarray:
+    """Pad (H, W, C) with black on the bottom/right to even sides: H.264 in yuv420p halves the chroma
+    resolution, so odd sides cannot be encoded (padding keeps the pixels; a resize would blur them)."""
+    height, width = image.shape[:2]
+    pad_h, pad_w = height % 2, width % 2
+    if not (pad_h or pad_w):
+        return image
+    return np.pad(image, ((0, pad_h), (0, pad_w)) + ((0, 0),) * (image.ndim - 2))
+
+
+class VideoWriter:
+    """An H.264 (libx264, yuv420p) MP4 written frame by frame; the file appears under its name only when closed
+    successfully (written under a temporary name, then renamed).
+
+    Usage: ``with VideoWriter(path, fps=30) as video: video.append(frame)``; frames (H, W, 3) float in [0, 1]
+    or uint8, all of the same size; odd sizes are padded by one black row/column (:func:`pad_to_even`).
+    """
+
+    def __init__(self, path: str | Path, fps: float = 30, quality: float = DEFAULT_QUALITY):
+        if not fps > 0:
+            raise UserError(f"video frame rate must be positive, got {fps}")
+        self.path = Path(path)
+        self.fps = float(fps)
+        self.quality = quality
+        self.frames = 0
+        self._size: tuple[int, int] | None = None
+        self._writer = None
+        self._temporary = _temporary(self.path)
+
+    def _open(self) -> None:
+        import imageio.v2 as imageio
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # macro_block_size=1: imageio would otherwise resize frames to multiples of 16
+            self._writer = imageio.get_writer(self._temporary, format="FFMPEG", mode="I", fps=self.fps,
+                                              codec="libx264", pixelformat="yuv420p", quality=self.quality,
+                                              macro_block_size=1, ffmpeg_log_level="error")
+        except Exception as exc:  # noqa: BLE001 - a missing ffmpeg binary or codec is the user's to fix
+            raise UserError(f"{self.path}: cannot start the H.264 encoder ({exc}); is imageio-ffmpeg "
+                            f"installed?") from None
+
+    def append(self, frame) -> None:
+        frame = to_uint8(frame)
+        if frame.ndim == 2:
+            frame = np.repeat(frame[..., None], 3, axis=2)
+        frame = pad_to_even(np.ascontiguousarray(frame[..., :3]))
+        if self._size is None:
+            self._size = frame.shape[:2]
+            self._open()
+        elif frame.shape[:2] != self._size:
+            raise ValueError(f"video frames must share one size: {frame.shape[:2]} after {self._size}")
+        self._writer.append_data(frame)
+        self.frames += 1
+
+    def close(self) -> Path:
+        if self._writer is None:
+            raise ValueError(f"{self.path}: no frames were written")
+        self._writer.close()
+        self._writer = None
+        os.replace(self._temporary, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - already failing; only clean up
+                pass
+            self._writer = None
+        self._temporary.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_video(path: str | Path, frames: Iterable, fps: float = 30, quality: float = DEFAULT_QUALITY) -> int:
+    """Write ``frames`` (each (H, W, 3) float in [0, 1] or uint8) as an H.264 MP4 -> the number of frames."""
+    with VideoWriter(path, fps=fps, quality=quality) as video:
+        for frame in frames:
+            video.append(frame)
+    return video.frames
+
+
+def source_strip(images: Sequence, height: int | None = None, gap: int = 4) -> np.ndarray:
+    """The source views side by side, left to right, as one (H, sum W + gap * (V - 1), 3) uint8 image.
+
+    images: V images (H_v, W_v, 3), float in [0, 1] or uint8 (or torch (3, H, W)); each is resized (area
+    interpolation) to ``height`` rows (default: the first image's height) keeping its aspect ratio; ``gap``
+    black columns separate them.
+    """
+    import cv2
+
+    if not len(images):
+        raise ValueError("no images for the strip")
+    tiles = [to_uint8(image) for image in images]
+    tiles = [np.repeat(t[..., None], 3, axis=2) if t.ndim == 2 else t[..., :3] for t in tiles]
+    height = int(height or tiles[0].shape[0])
+    resized = []
+    for tile in tiles:
+        if tile.shape[0] != height:
+            width = max(1, int(round(tile.shape[1] * height / tile.shape[0])))
+            tile = cv2.resize(tile, (width, height), interpolation=cv2.INTER_AREA)
+        resized.append(tile)
+    width = sum(t.shape[1] for t in resized) + gap * (len(resized) - 1)
+    strip = np.zeros((height, width, 3), dtype=np.uint8)
+    left = 0
+    for tile in resized:
+        strip[:, left:left + tile.shape[1]] = tile
+        left += tile.shape[1] + gap
+    return strip
+
+
+def depth_to_color(depth, opacity, near: float, far: float, min_opacity: float = 0.5) -> np.ndarray:
+    """Colour-map a depth image for viewing -> (H, W, 3) uint8.
+
+    depth, opacity: (H, W) (or (1, H, W)) metres along the ray and accumulated opacity. Depths are normalised
+    linearly from ``near`` (red) to ``far`` (blue) with OpenCV's TURBO colour map; pixels with opacity below
+    ``min_opacity`` (empty space, whose expected depth means nothing) are black.
+    """
+    import cv2
+
+    depth = np.asarray(depth.detach().cpu() if hasattr(depth, "detach") else depth, dtype=np.float64)
+    opacity = np.asarray(opacity.detach().cpu() if hasattr(opacity, "detach") else opacity, np.float64)
+    depth = depth[0] if depth.ndim == 3 else depth            # (1, H, W) renderer layout -> (H, W)
+    opacity = opacity[0] if opacity.ndim == 3 else opacity
+    scaled = np.clip((far - depth) / max(far - near, 1e-9), 0.0, 1.0)        # near -> 1 -> red end of TURBO
+    colours = cv2.applyColorMap((scaled * 255 + 0.5).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
+    colours = np.ascontiguousarray(colours)
+    colours[opacity < min_opacity] = 0
+    return colours
