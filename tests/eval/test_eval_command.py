@@ -154,3 +154,19 @@ def test_train_split_uses_the_protocol_train_frames(checkpoint, tmp_path):
     report = json.loads((out / "metrics.json").read_text())
     assert report["protocol"]["split"] == "train"
     assert [r["subject"] for r in report["images"]] == ["A"] and list(report["per_subject"]) == ["A"]
+
+
+def test_a_target_camera_that_misses_the_person_stops_before_rendering(checkpoint, tmp_path, capsys):
+    from keypointnerf.data.safe_pickle import load_npy
+    from zju_fixtures import save_pickled
+    root = tmp_path / "data"
+    subject = make_subject(root, name="B", cameras=5, frames=1, size=128)
+    write_split(root, train=[], test=["B"])
+    annots = load_npy(subject / "annots.npy")
+    annots["cams"]["T"][4] = annots["cams"]["T"][4] + np.array([[20000.0], [0.0], [0.0]])  # 20 m sideways
+    save_pickled(subject / "annots.npy", annots)
+    out = tmp_path / "out"
+    assert run_eval(checkpoint, root, out) != 0
+    err = capsys.readouterr().err
+    assert "camera 4" in err and "not in view" in err and "nothing was rendered" in err
+    assert not (out / "metrics.json").exists() and not list((out / "images").glob("*.png"))

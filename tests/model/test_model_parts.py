@@ -101,3 +101,28 @@ def test_invalid_config_is_refused():
         ModelConfig(spatial_encoding="xyz_magic")
     with pytest.raises(UserError, match="norm_groups"):
         ModelConfig(geo_channels=96)
+
+
+def test_view_dropout_mask_keeps_the_hull_and_fuses_only_the_kept_views():
+    """A dropped view (training-time dropout) still bounds the visual hull, but the fused geometry equals that
+    of the kept views alone."""
+    torch.manual_seed(0)
+    model = KeypointNeRF(model_preset("small")).eval()
+    from conftest import make_scene
+    scene = make_scene(size=128)
+    points = torch.randn(400, 3) * torch.tensor([0.2, 0.15, 0.6])
+    with torch.no_grad():
+        enc_all = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+        enc_two = model.encode(scene["images"][:2], scene["masks"][:2], scene["K"][:2], scene["Rt"][:2],
+                               scene["keypoints"])
+        proj_all, proj_two = model.project(enc_all, points), model.project(enc_two, points)
+        enc_all.view_mask = torch.tensor([1.0, 1.0, 0.0])
+        raw_masked, _ = model.geometry(enc_all, points, proj_all)
+        raw_two, _ = model.geometry(enc_two, points, proj_two)
+    inside = proj_all.valid
+    assert inside.any() and (proj_two.valid & ~inside).any()   # the third view does cut the hull
+    assert torch.allclose(raw_masked[inside], raw_two[inside], atol=1e-5)
+    enc_all.view_mask = None
+    with torch.no_grad():
+        raw_plain, _ = model.geometry(enc_all, points, proj_all)
+    assert not torch.allclose(raw_plain[inside], raw_two[inside], atol=1e-5)

@@ -250,6 +250,7 @@ def test_render_targets_command_with_force(scene):
     ({"--sources": ","}, ["at least one camera"]),
     ({"--checkpoint": "missing.ckpt"}, ["missing.ckpt", "not found"]),
     ({"--data": "no_such_subject"}, ["no_such_subject", "not found"]),
+    ({"--radius": "1.5"}, ["--radius 1.5", "outside the model's depth range 2-5 m"]),
 ])
 def test_render_refusals(scene, capsys, change, expected):
     args = _args(scene, scene["root"] / "refused", "--orbit", "2")

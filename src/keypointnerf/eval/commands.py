@@ -99,6 +99,20 @@ def _clear_previous_outputs(out: Path) -> None:
                 path.unlink()
 
 
+def _check_views(dataset, count: int) -> None:
+    """Every target camera must see the person's box (a rectangle of at least the SSIM window): checked for
+    all images before the first is rendered, so a bad camera cannot stop an evaluation half-way."""
+    from .metrics import box_rectangle
+    for name, frame, target in dataset.items[:count]:
+        subject = dataset.subjects[name]
+        K, Rt = subject.camera(target)
+        height, width = subject.image_size
+        top, bottom, left, right = box_rectangle(subject.bounds(frame), K, Rt, height, width)
+        if bottom - top < 7 or right - left < 7:
+            raise UserError(f"{subject.path}: frame {frame}, camera {target}: the person's box is not in view "
+                            f"(rows {top}-{bottom}, columns {left}-{right} of {width}x{height}); nothing was rendered")
+
+
 # ------------------------------------------------------------------------------------------------ outputs
 def comparison_image(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """(H, 3W, 3) uint8: prediction | ground truth | ``|pred - gt| * ERROR_GAIN`` clipped, from (H, W, 3) uint8."""
@@ -157,6 +171,7 @@ def run(args) -> int:
     dataset = TestDataset(data, protocol, downsample=args.downsample, frame_step=args.frame_step,
                           size_multiple=model.cfg.size_multiple)
     count = len(dataset) if args.max_images is None else min(len(dataset), args.max_images)
+    _check_views(dataset, count)
     overrides = {k: v for k, v in (("coarse_samples", args.coarse_samples),
                                    ("fine_samples", args.fine_samples)) if v is not None}
     render_cfg = RenderConfig.for_checkpoint(info, **overrides)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..render.rays import BOX_MARGIN, camera_rays, near_far, pixel_grid
+from ..render.rays import camera_rays, near_far, pixel_grid
 
 PSNR_CAP = 100.0          # dB: PSNR of identical images (MSE 0) and the ceiling of every PSNR
 SSIM_WINDOW = 7           # pixels: scikit-image's default uniform window, as the official evaluation
@@ -125,19 +125,18 @@ def box_rectangle(bounds: Any, K: Any, Rt: Any, height: int, width: int) -> tupl
 
 
 def box_pixel_mask(bounds: Any, K: Any, Rt: Any, height: int, width: int) -> np.ndarray:
-    """(H, W) bool: the pixels whose ray meets the box ``bounds`` (2, 3) (world metres) exactly, without the
-    renderer's margin — Neural Human Performer's ``mask_at_box``. K (3, 3) pixels, Rt (3, 4) world-to-camera.
+    """(H, W) bool: the pixels whose ray meets the box ``bounds`` (2, 3) (world metres) widened by 1 cm on every
+    side — Neural Human Performer's ``mask_at_box`` (its near/far test widens the box so) and the rays this
+    renderer traces inside the box. K (3, 3) pixels, Rt (3, 4) world-to-camera.
 
     Rays are the renderer's (``keypointnerf.render.rays``: through ``K^-1 [u, v, 1]``, no half-pixel offset).
     """
     K = torch.as_tensor(_numpy(K))
     Rt = torch.as_tensor(_numpy(Rt))
     box = torch.as_tensor(_numpy(bounds))
-    # near_far widens every side by BOX_MARGIN for rendering; shrink first so the test is against the box itself
-    inner = torch.stack([box[0] + BOX_MARGIN, box[1] - BOX_MARGIN])
     origins, directions = camera_rays(K, Rt, pixel_grid(height, width))
     origins, directions = origins.double(), directions.double()
-    _, _, hits = near_far(origins, directions, inner, Rt, znear=1e-6, zfar=1e6)  # depths unused: hits only
+    _, _, hits = near_far(origins, directions, box, Rt, znear=1e-6, zfar=1e6)  # depths unused: hits only
     return hits.reshape(height, width).numpy()
 
 

@@ -248,6 +248,9 @@ def _model_from_package_state(cfg_dict: dict, state: dict, source: str) -> Keypo
             parts.append("mis-shaped " + ", ".join(f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
                                                    for k in wrong[:5]))
         raise UserError(f"{source}: checkpoint does not fit its model config: " + "; ".join(parts))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UserError(f"{source}: tensor(s) with NaN or infinite values: {', '.join(bad[:5])}")
     model.load_state_dict(state)
     return model
 

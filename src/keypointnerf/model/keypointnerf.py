@@ -36,6 +36,9 @@ class SourceEncoding:
     centers: torch.Tensor         # (V, 3) camera centres in world metres
     keypoints: torch.Tensor       # (K, 3) world metres
     keypoints_cam: torch.Tensor   # (V, K, 3) camera coordinates
+    # (V,) 0/1 training-time view dropout: a dropped view still bounds the visual hull but adds nothing to the
+    # fused feature or the colour blend; None = every view counts (inference)
+    view_mask: torch.Tensor | None = None
 
     @property
     def num_views(self) -> int:
@@ -117,12 +120,15 @@ class KeypointNeRF(nn.Module):
         valid = (in_frustum & in_silhouette).all(0)
         return Projection(points_cam, xy, z_normalised, valid)
 
-    def view_weights(self, proj: Projection) -> torch.Tensor:
-        """(V, N, 1) fusion weights: fade out near the frustum's borders, zero where invalid, sum to ~1."""
+    def view_weights(self, proj: Projection, view_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(V, N, 1) fusion weights: fade out near the frustum's borders, zero where invalid or where
+        ``view_mask`` (V,) is 0, sum to ~1."""
         p = 0.5 * torch.cat([proj.xy, proj.z_normalised.unsqueeze(-1)], dim=-1) + 0.5
         border = torch.minimum(p, 1 - p)
         weights = torch.sigmoid(5 * (border / VIEW_WEIGHT_BORDER - 1)).prod(-1, keepdim=True)
         weights = weights * proj.valid[None, :, None]
+        if view_mask is not None:
+            weights = weights * view_mask.to(weights.dtype)[:, None, None]
         return weights / (weights.sum(0, keepdim=True) + 1e-6)
 
     def spatial_encoding(self, enc: SourceEncoding, points: torch.Tensor, proj: Projection) -> torch.Tensor:
@@ -142,7 +148,7 @@ class KeypointNeRF(nn.Module):
         per_view = self.geometry_mlp.per_view(self.spatial_encoding(enc, points, proj),
                                               _sample(enc.geo_features, proj.xy),
                                               _sample(enc.highres_features, proj.xy))
-        fused = weighted_mean_variance(per_view, self.view_weights(proj))
+        fused = weighted_mean_variance(per_view, self.view_weights(proj, enc.view_mask))
         return self.geometry_mlp.fused(fused), fused
 
     def color(self, enc: SourceEncoding, points: torch.Tensor, proj: Projection, fused: torch.Tensor,
@@ -158,6 +164,8 @@ class KeypointNeRF(nn.Module):
         features = torch.cat([_sample(enc.images, proj.xy), _sample(enc.tex_features, proj.xy),
                               self.compress(fused).unsqueeze(0).expand(views, -1, -1)], dim=-1)
         mask = proj.valid[None, :, None].expand(views, -1, -1).to(features.dtype)
+        if enc.view_mask is not None:
+            mask = mask * enc.view_mask.to(mask.dtype)[:, None, None]
         return self.color_head(features, ray_feature, mask)
 
     def query(self, enc: SourceEncoding, points: torch.Tensor, view_dirs: torch.Tensor) -> dict[str, torch.Tensor]:

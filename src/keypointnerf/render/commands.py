@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -275,6 +276,15 @@ def run(args) -> int:
             centres = [-(Rt[:, :3].T @ Rt[:, 3]) for Rt in (subject.camera(c)[1].astype(np.float64)
                                                            for c in range(subject.num_cameras))]
             radius = float(np.mean([np.linalg.norm(c - centre) for c in centres]))
+        # the model sees depths in [znear, zfar] only (outside them rays are clipped): the person must fit
+        half = float(np.linalg.norm((bounds[1] - bounds[0]).double().cpu().numpy())) / 2
+        low, high = model.cfg.znear + half, model.cfg.zfar - half
+        if not low <= radius <= high:
+            message = (f"an orbit of radius {radius:.2f} m puts parts of the person outside the model's depth range "
+                       f"{model.cfg.znear:g}-{model.cfg.zfar:g} m (they would be cut off)")
+            if args.radius is not None:
+                raise UserError(f"--radius {args.radius}: {message}; choose a radius in [{low:.2f}, {high:.2f}]")
+            print(f"warning: {message}", file=sys.stderr)
         elevation = 0.0 if args.elevation is None else args.elevation
         K, height, width = scaled_camera(subject.camera(sources[0])[0], size, args.resolution)
         digits = max(3, len(str(args.orbit - 1)))

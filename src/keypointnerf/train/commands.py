@@ -19,10 +19,10 @@ from pathlib import Path
 from ..configio import apply_overrides, load_yaml, save_yaml
 from ..errors import UserError
 
-RUN_FILES = ("config.yaml", "checkpoints", "logs", "model.ckpt")
+RUN_FILES = ("config.yaml", "checkpoints", "logs", "model.ckpt", "vgg19.pth")
 # keys a resumed run may change (the model and data must stay what the checkpoint was trained with)
 RESUMABLE_PREFIXES = ("optim.max_steps", "optim.epochs", "checkpoint_every_steps", "val_every_steps",
-                      "log_every_steps", "data.loader_workers", "data.cache_mb", "data.root")
+                      "log_every_steps", "data.loader_workers", "data.cache_mb", "data.root", "loss.vgg_weights")
 
 
 def register(subparsers) -> None:
@@ -64,9 +64,12 @@ def register(subparsers) -> None:
 
 
 def _is_launcher() -> bool:
-    """False in the worker processes that DDP's launcher starts (they re-run this command)."""
+    """True only in the process that prepares the run folder: False in the processes DDP's launcher starts
+    (they re-run this command) and on every node but the first."""
+    import os
     from lightning.fabric.utilities.rank_zero import _get_rank
-    return (_get_rank() or 0) == 0
+    node = int(os.environ.get("NODE_RANK") or os.environ.get("GROUP_RANK") or 0)
+    return (_get_rank() or 0) == 0 and node == 0
 
 
 def _prepare_config(args, out: Path):
@@ -87,6 +90,8 @@ def _prepare_config(args, out: Path):
                 raise UserError(f"--set {item!r}: a resumed run can change only {', '.join(RESUMABLE_PREFIXES)}")
         overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
         cfg = apply_overrides(cfg, overrides)
+        if args.vgg_weights:
+            cfg.loss.vgg_weights = str(Path(args.vgg_weights).resolve())
         from ..model.checkpoint import load_model
         last = out / "checkpoints" / "last.ckpt"
         saved, _, _ = load_model(last)   # refuses a file that is not a checkpoint of its own model config
@@ -96,13 +101,14 @@ def _prepare_config(args, out: Path):
         return cfg
 
     cfg = train_preset(args.preset or "zju")
-    overrides = list(args.overrides)
-    if args.vgg_weights:
-        overrides.append(f"loss.vgg_weights={args.vgg_weights}")
-    cfg = apply_overrides(cfg, overrides)
+    cfg = apply_overrides(cfg, args.overrides)
     if not args.data:
         raise UserError("--data PATH is required (a subject folder or a folder of subjects)")
     cfg.data.root = str(Path(args.data).resolve())
+    if args.vgg_weights:
+        cfg.loss.vgg_weights = args.vgg_weights
+    if cfg.loss.vgg_weights:
+        cfg.loss.vgg_weights = str(Path(cfg.loss.vgg_weights).resolve())
     if args.init:
         from ..model.checkpoint import load_model
         model, _, _ = load_model(args.init)
@@ -124,19 +130,17 @@ def _check_data(cfg) -> None:
         raise UserError(f"--data {root}: no training frames")
 
 
-def _vgg_state(cfg, init: str | None):
-    """VGG19 tensors for the perceptual loss, or None (said once)."""
+def _vgg_state(cfg, init_vgg: dict | None):
+    """VGG19 tensors for the perceptual loss (the configured file, else those of the --init checkpoint), or
+    None (said once)."""
     from lightning.pytorch.utilities import rank_zero_warn
     from .losses import load_vgg19_weights
     if cfg.loss.perceptual <= 0:
         return None
     if cfg.loss.vgg_weights:
         return load_vgg19_weights(cfg.loss.vgg_weights)
-    if init:
-        from ..model.checkpoint import load_model
-        _, vgg, _ = load_model(init)
-        if vgg:
-            return vgg
+    if init_vgg:
+        return init_vgg
     rank_zero_warn("perceptual loss off: no VGG19 weights (give --vgg-weights FILE, a torchvision-layout "
                    "vgg19 state dict, or --init an official checkpoint that holds them); training goes on with "
                    "the L1 terms only")
@@ -146,6 +150,11 @@ def _vgg_state(cfg, init: str | None):
 def run(args) -> int:
     import torch
     out = Path(args.out)
+    if "spawn" in args.strategy:
+        # a spawned worker's step count and optimizer state do not come back to the main process
+        raise UserError(f"--strategy {args.strategy}: not supported (use ddp)")
+    if args.init and args.force and Path(args.init).resolve().is_relative_to(out.resolve()):
+        raise UserError(f"--init {args.init} lies inside --out {out}, which --force would clear first")
     launcher = _is_launcher()
     if launcher and not args.resume and out.exists() and any(out.iterdir()):
         if not args.force and any((out / name).exists() for name in RUN_FILES):
@@ -157,9 +166,15 @@ def run(args) -> int:
     device = resolve_device(args.device)
     if launcher:
         _check_data(cfg)
-    vgg = _vgg_state(cfg, args.init if not args.resume else None)
+    init_model = init_vgg = None
+    if args.init and not args.resume:
+        from ..model.checkpoint import load_model
+        init_model, init_vgg, _ = load_model(args.init)
+    vgg = _vgg_state(cfg, init_vgg)
     if args.resume and cfg.loss.perceptual > 0 and not cfg.loss.vgg_weights:
-        vgg = None  # a resumed run re-reads only a VGG file named in its config
+        from lightning.pytorch.utilities import rank_zero_warn
+        rank_zero_warn("the run trains without the perceptual term (it had no VGG19 weights); give "
+                       "--vgg-weights FILE to add it from here on")
 
     if launcher and not args.resume:
         if args.force:
@@ -170,35 +185,48 @@ def run(args) -> int:
                 elif path.exists():
                     path.unlink()
         out.mkdir(parents=True, exist_ok=True)
+        if vgg is not None and not cfg.loss.vgg_weights:
+            # VGG tensors that came with --init: kept beside the run, so that --resume finds them again
+            torch.save(vgg, out / "vgg19.pth")
+            cfg.loss.vgg_weights = str((out / "vgg19.pth").resolve())
         save_yaml(cfg, out / "config.yaml")
-    return _fit(cfg, args, out, device, vgg)
+    return _fit(cfg, args, out, device, vgg, init_model)
 
 
-def _fit(cfg, args, out: Path, device, vgg) -> int:
+def _fit(cfg, args, out: Path, device, vgg, init_model) -> int:
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from ..configio import to_dict
-    from ..model.checkpoint import load_model, save_model
+    from ..model.checkpoint import save_model
     from .module import KeypointNeRFTraining, TrainData, seed_everything
 
     seed_everything(cfg.seed)
     module = KeypointNeRFTraining(to_dict(cfg), vgg)
-    if args.init and not args.resume:
-        model, _, _ = load_model(args.init)
-        module.model.load_state_dict(model.state_dict())
+    if init_model is not None:
+        module.model.load_state_dict(init_model.state_dict())
     checkpoints = out / "checkpoints"
+
+    class SaveOnInterrupt(Callback):
+        """Ctrl-C, SIGTERM or an error: keep the state reached so far in last.ckpt (--resume reads it)."""
+
+        def on_exception(self, trainer, pl_module, exception):
+            if not isinstance(exception, UserError):      # a diverged loss keeps the last good checkpoint
+                trainer.save_checkpoint(checkpoints / "last.ckpt", weights_only=False)
+
     callbacks = [
         ModelCheckpoint(dirpath=checkpoints, filename="step{step:07d}", auto_insert_metric_name=False,
                         every_n_train_steps=max(1, cfg.checkpoint_every_steps), save_top_k=1, save_last=True,
-                        save_on_train_epoch_end=True)]
+                        save_on_train_epoch_end=True, enable_version_counter=False),
+        SaveOnInterrupt()]
     if not args.no_progress:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     accelerator = "gpu" if device.type == "cuda" else "cpu"
+    devices = [device.index] if device.index is not None and args.devices == 1 else args.devices  # --device cuda:N
     trainer = L.Trainer(
-        default_root_dir=out, accelerator=accelerator, devices=args.devices, num_nodes=args.num_nodes,
+        default_root_dir=out, accelerator=accelerator, devices=devices, num_nodes=args.num_nodes,
         strategy=args.strategy, max_epochs=cfg.optim.epochs, max_steps=cfg.optim.max_steps,
         gradient_clip_val=cfg.optim.grad_clip or None, callbacks=callbacks,
         logger=TensorBoardLogger(save_dir=str(out), name="logs", version=""),
@@ -206,7 +234,7 @@ def _fit(cfg, args, out: Path, device, vgg) -> int:
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     ckpt_path = str(checkpoints / "last.ckpt") if args.resume else None
     trainer.fit(module, datamodule=TrainData(cfg), ckpt_path=ckpt_path, weights_only=True)
-    # the state at the end (also after Ctrl-C, which Lightning turns into a graceful stop) is what --resume reads
+    # the final state (ModelCheckpoint saves on its step interval and at epoch ends, not when max_steps stops)
     trainer.save_checkpoint(checkpoints / "last.ckpt", weights_only=False)
     if trainer.is_global_zero:
         module.model.to("cpu")

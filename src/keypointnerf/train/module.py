@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from ..data.protocol import TestDataset, TrainDataset
+from ..errors import UserError
 from ..model.keypointnerf import KeypointNeRF
 from ..render.renderer import RenderConfig, render_image, render_pixels
 from .config import TrainConfig, config_from_dict, config_to_dict
@@ -63,11 +64,14 @@ class KeypointNeRFTraining(L.LightningModule):
         return torch.optim.Adam(self.model.parameters(), lr=self.cfg.optim.lr)
 
     def _losses(self, sample: dict) -> dict[str, torch.Tensor]:
-        views = list(range(sample["src_images"].shape[0]))
-        if self.cfg.data.view_dropout and len(views) > 1:
-            views = drop_views(len(views), self._dropout_rng)
-        enc = self.model.encode(sample["src_images"][views], sample["src_masks"][views], sample["src_K"][views],
-                                sample["src_Rt"][views], sample["keypoints"])
+        enc = self.model.encode(sample["src_images"], sample["src_masks"], sample["src_K"], sample["src_Rt"],
+                                sample["keypoints"])
+        views = enc.num_views
+        if self.cfg.data.view_dropout and views > 1:
+            # as the official model: every view still bounds the visual hull, dropped ones add no feature/colour
+            mask = torch.zeros(views, device=self.device)
+            mask[drop_views(views, self._dropout_rng)] = 1
+            enc.view_mask = mask
         pixels = sample["pixels"]
         out = render_pixels(self.model, enc, sample["tgt_K"], sample["tgt_Rt"], pixels, sample["bounds"],
                             self.render_cfg, training=True)
@@ -85,8 +89,18 @@ class KeypointNeRFTraining(L.LightningModule):
             losses["psnr"] = torch.tensor(psnr(out["rgb"].detach(), target))
         return losses
 
+    def on_train_start(self) -> None:
+        # per rank and per start: DDP ranks must not draw the same jitter, noise and dropout, and a resumed run
+        # must not replay the random numbers of its first steps
+        seed = self.cfg.seed + 1_000_003 * self.global_rank + self.global_step
+        torch.manual_seed(seed)
+        self._dropout_rng.manual_seed(seed)
+
     def training_step(self, sample: dict, batch_idx: int) -> torch.Tensor:
         losses = self._losses(sample)
+        if not torch.isfinite(losses["loss"]):
+            raise UserError(f"step {self.global_step}: the loss is {float(losses['loss'])} (training diverged); "
+                            "checkpoints/last.ckpt holds the last good state: lower optim.lr and --resume")
         for name, value in losses.items():
             self.log(f"train/{name}", value, prog_bar=name in ("loss", "psnr"), on_step=True, batch_size=1)
         return losses["loss"]
@@ -125,11 +139,13 @@ class KeypointNeRFTraining(L.LightningModule):
                                self.eval_render_cfg)
         self.model.train(was_training)
         value = psnr(out["rgb"], sample["tgt_image"])
-        self.log("val/psnr", value, on_step=True, batch_size=1, rank_zero_only=True)
-        experiment = getattr(self.logger, "experiment", None)
-        if experiment is not None and hasattr(experiment, "add_image"):
-            experiment.add_image("val/prediction_target",
-                                 torch.cat([out["rgb"].clamp(0, 1), sample["tgt_image"]], dim=-1), self.global_step)
+        if self.logger is not None:
+            # straight to the logger: self.log() from a batch hook would repeat the value at every logging step
+            self.logger.log_metrics({"val/psnr": value}, step=self.global_step)
+            experiment = getattr(self.logger, "experiment", None)
+            if hasattr(experiment, "add_image"):
+                experiment.add_image("val/prediction_target",
+                                     torch.cat([out["rgb"].clamp(0, 1), sample["tgt_image"]], dim=-1), self.global_step)
         rank_zero_info(f"step {self.global_step}: held-out view PSNR {value:.2f} dB")
 
     # ------------------------------------------------------------------------------------------- checkpoints
