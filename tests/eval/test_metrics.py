@@ -20,15 +20,6 @@ K = np.array([[100.0, 0.0, 64.0], [0.0, 100.0, 64.0], [0.0, 0.0, 1.0]])
 RT = np.hstack([np.eye(3), [[0.0], [0.0], [3.0]]])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a small shared machine a second thread mostly waits for a busy core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def on_8bit_grid(rng, low=0, high=255, shape=(3, SIZE, SIZE)):
     return rng.integers(low, high + 1, size=shape) / 255.0
 

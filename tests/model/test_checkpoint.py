@@ -129,3 +129,15 @@ def test_cli_reports_errors_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "missing.ckpt" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_import_keeps_the_render_settings_a_model_was_trained_with(tmp_path):
+    from keypointnerf.model import KeypointNeRF, model_preset
+    from keypointnerf.model.checkpoint import save_model
+    from keypointnerf.render.renderer import RenderConfig
+    source, out = tmp_path / "trained.ckpt", tmp_path / "copy.ckpt"
+    save_model(source, KeypointNeRF(model_preset("small")), render={"coarse_samples": 32, "fine_samples": 16})
+    assert cli_main(["import-checkpoint", str(source), "-o", str(out)]) == 0
+    _, _, info = load_model(out)
+    cfg = RenderConfig.for_checkpoint(info, fine_samples=8)
+    assert (cfg.coarse_samples, cfg.fine_samples, cfg.stratified) == (32, 8, False)

@@ -28,7 +28,7 @@ def run(args) -> int:
         raise UserError(f"{out}: is a folder; give a file name")
     model, vgg19, info = load_model(args.checkpoint)
     save_model(out, model, vgg19, provenance={"imported_from": str(Path(args.checkpoint).resolve()),
-                                              "source_kind": info["kind"]})
+                                              "source_kind": info["kind"]}, render=info["render"])
     params = sum(p.numel() for p in model.parameters())
     print(f"wrote {out}: {info['kind']} checkpoint, spatial encoding {model.cfg.spatial_encoding}, "
           f"{params:,} parameters, {len(vgg19)} VGG19 tensors")

@@ -195,7 +195,6 @@ def run(args) -> int:
 
 def _fit(cfg, args, out: Path, device, vgg, init_model) -> int:
     import lightning as L
-    import torch
     from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
