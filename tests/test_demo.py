@@ -1,0 +1,43 @@
+"""``keypointnerf demo`` end to end with a small random model (the shipped one is checked by test_shipped_model)."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from keypointnerf.cli import main
+from keypointnerf.model import KeypointNeRF, model_preset
+from keypointnerf.model.checkpoint import save_model
+
+
+def test_demo_runs_every_step_and_says_where_the_outputs_are(tmp_path, capsys):
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "random.ckpt"
+    save_model(checkpoint, KeypointNeRF(model_preset("small")), render={"coarse_samples": 4, "fine_samples": 4})
+    out = tmp_path / "demo"
+    args = ["demo", "--checkpoint", str(checkpoint), "--out", str(out), "--orbit-frames", "3", "--resolution", "32",
+            "--device", "cpu"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "$ keypointnerf synth" in printed and "$ keypointnerf eval" in printed and "$ keypointnerf render" in printed
+    assert str(out / "orbit" / "orbit.mp4") in printed and "PSNR" in printed
+    metrics = json.loads((out / "views" / "metrics.json").read_text())
+    assert metrics["mean"]["count"] == 6 and metrics["protocol"]["cameras"]["synth_000"]["input"] == [0, 7, 15]
+    assert len(list((out / "views" / "images").glob("*.png"))) == 6
+    assert len(list((out / "orbit" / "orbit").glob("*.png"))) == 3 and (out / "orbit" / "orbit.mp4").stat().st_size
+    # again: the person is reused (synth resumes), the demo's own outputs are replaced
+    assert main(args) == 0
+    assert "0 frames rendered, 1 already done" in capsys.readouterr().out
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    assert main(["demo", "--out", str(out), "--checkpoint", str(tmp_path / "none.ckpt")]) == 2
+    assert "not found" in capsys.readouterr().err
+    checkpoint = tmp_path / "m.ckpt"
+    save_model(checkpoint, KeypointNeRF(model_preset("small")))
+    assert main(["demo", "--out", str(out), "--checkpoint", str(checkpoint)]) == 2
+    assert "not an earlier demo output" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
