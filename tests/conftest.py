@@ -94,3 +94,12 @@ def make_scene(views: int = 3, size: int = 128, seed: int = 0):
 @pytest.fixture
 def scene():
     return make_scene()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: on a small shared machine a second thread mostly waits for a busy core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

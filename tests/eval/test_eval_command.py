@@ -15,6 +15,8 @@ from keypointnerf.model.checkpoint import save_model
 
 from zju_fixtures import make_subject, write_split
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):

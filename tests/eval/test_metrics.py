@@ -11,6 +11,8 @@ from keypointnerf.errors import UserError
 from keypointnerf.eval.metrics import (LPIPS, PSNR_CAP, box_pixel_mask, box_rectangle, image_metrics,
                                        load_lpips, psnr, quantize_8bit)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # a unit cube at the origin seen from 3 m straight on: identity R, t = (0, 0, 3), f = 100, c = (64, 64).
 # Front face (z = 2.5): u = 64 +- 100 * 0.5 / 2.5 = 44 .. 84; back face (z = 3.5): 64 +- 14.29. So the
 # corners span pixels 44..84 in both directions: rows/columns [44, 85) with an exclusive end.
