@@ -72,12 +72,14 @@ def _is_launcher() -> bool:
     return (_get_rank() or 0) == 0 and node == 0
 
 
-def _prepare_config(args, out: Path):
+def _prepare_config(args, out: Path, init_model=None):
+    """The run's TrainConfig: its config.yaml with the allowed overrides (--resume), else the preset with the
+    overrides, the data path and the architecture of the --init model."""
     from .config import TrainConfig, train_preset
 
     if args.resume:
-        if args.force:
-            raise UserError("--resume and --force contradict each other: --force starts over")
+        if args.force or args.init:
+            raise UserError("--resume continues a run as it was: it takes neither --force nor --init")
         if not (out / "config.yaml").is_file():
             raise UserError(f"{out}: no config.yaml: not a run folder to resume (start it without --resume)")
         if not (out / "checkpoints" / "last.ckpt").is_file():
@@ -109,12 +111,10 @@ def _prepare_config(args, out: Path):
         cfg.loss.vgg_weights = args.vgg_weights
     if cfg.loss.vgg_weights:
         cfg.loss.vgg_weights = str(Path(cfg.loss.vgg_weights).resolve())
-    if args.init:
-        from ..model.checkpoint import load_model
-        model, _, _ = load_model(args.init)
+    if init_model is not None:
         if any(item.strip().startswith("model.") for item in args.overrides):
             raise UserError("--init takes the model architecture from the checkpoint: drop the --set model.* options")
-        cfg.model = model.cfg
+        cfg.model = init_model.cfg
     return cfg
 
 
@@ -159,17 +159,17 @@ def run(args) -> int:
     if launcher and not args.resume and out.exists() and any(out.iterdir()):
         if not args.force and any((out / name).exists() for name in RUN_FILES):
             raise UserError(f"{out}: holds a run already; pass --resume to continue it or --force to start over")
-    cfg = _prepare_config(args, out)
+    init_model = init_vgg = None
+    if args.init and not args.resume:
+        from ..model.checkpoint import load_model
+        init_model, init_vgg, _ = load_model(args.init)
+    cfg = _prepare_config(args, out, init_model)
     if args.threads:
         torch.set_num_threads(args.threads)
     from ..device import resolve_device
     device = resolve_device(args.device)
     if launcher:
         _check_data(cfg)
-    init_model = init_vgg = None
-    if args.init and not args.resume:
-        from ..model.checkpoint import load_model
-        init_model, init_vgg, _ = load_model(args.init)
     vgg = _vgg_state(cfg, init_vgg)
     if args.resume and cfg.loss.perceptual > 0 and not cfg.loss.vgg_weights:
         from lightning.pytorch.utilities import rank_zero_warn
