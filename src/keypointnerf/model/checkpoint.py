@@ -297,7 +297,9 @@ def load_model(path: str | Path, device: torch.device | str = "cpu"
         model = _model_from_package_state(cfg, state, source)
         vgg = {k[len("vgg19."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("vgg19.")}
         kind = "training"
-        render = hparams["config"].get("render") or {}
+        # the sampling a run was trained with; its training-only settings (jitter, noise, chunking) stay behind
+        render = {k: v for k, v in (hparams["config"].get("render") or {}).items()
+                  if k in ("coarse_samples", "fine_samples")}
     else:
         raise UserError(f"{source}: not a keypointnerf, official KeypointNeRF or training checkpoint")
     model = model.to(device).eval()
