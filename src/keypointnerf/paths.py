@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import UserError
+
 CACHE_ENV = "KEYPOINTNERF_CACHE"
 
 
@@ -16,6 +18,16 @@ def cache_dir(*parts: str) -> Path:
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_out_dir(out: Path, force: bool, replaced: str = "the files this command writes there") -> None:
+    """Refuse an --out that is a file, or a non-empty folder without --force (``replaced`` says what --force
+    would overwrite there; everything else is kept)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder; give a folder for --out")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UserError(f"{out}: folder exists and is not empty; pass --force to overwrite {replaced} "
+                        f"(other files are kept), or choose another --out")
 
 
 def repo_root() -> Path | None:

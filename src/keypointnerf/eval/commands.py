@@ -16,6 +16,7 @@ import numpy as np
 from ..configio import atomic_write_text, to_dict
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
+from ..paths import check_out_dir
 
 METRICS_FILE = "metrics.json"
 IMAGES_DIR = "images"
@@ -71,14 +72,6 @@ def register(subparsers) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ checks
-def _check_out_dir(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder; give a folder for --out")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UserError(f"{out}: folder exists and is not empty; pass --force to replace its {METRICS_FILE} "
-                        f"and {IMAGES_DIR}/ (other files are kept), or choose another --out")
-
-
 def _check_options(args) -> None:
     for name, value, low in (("--frame-step", args.frame_step, 1), ("--max-images", args.max_images, 1),
                              ("--coarse-samples", args.coarse_samples, 1), ("--fine-samples", args.fine_samples, 0)):
@@ -142,7 +135,7 @@ def run(args) -> int:
     start = time.perf_counter()
     # every check that needs no heavy work comes first: bad input stops before anything is loaded or written
     out = Path(args.out)
-    _check_out_dir(out, args.force)
+    check_out_dir(out, args.force, replaced=f"its {METRICS_FILE} and {IMAGES_DIR}/")
     _check_options(args)
     from ..model.checkpoint import load_model, resolve_checkpoint_path
 

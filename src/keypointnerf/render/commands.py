@@ -22,6 +22,7 @@ import numpy as np
 
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
+from ..paths import check_out_dir
 
 RENDER_JSON = "render.json"
 SOURCES_PNG = "sources.png"
@@ -140,14 +141,6 @@ def check_cameras(subject, cams: list[int], option: str) -> None:
     if missing:
         raise UserError(f"{option}: camera {', '.join(map(str, missing))} does not exist; {subject.path} has "
                         f"{subject.num_cameras} cameras, 0 to {subject.num_cameras - 1}")
-
-
-def check_out_dir(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder; give a folder for --out")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UserError(f"{out}: folder exists and is not empty; pass --force to overwrite the files this "
-                        f"command writes there (other files are kept), or choose another --out")
 
 
 def load_checked_model(checkpoint, device, subject):

@@ -10,7 +10,6 @@ import math
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -184,5 +183,4 @@ class TrainData(L.LightningDataModule):
 
 
 def seed_everything(seed: int) -> None:
-    L.seed_everything(seed, workers=True, verbose=False)
-    np.random.seed(seed)
+    L.seed_everything(seed, workers=True, verbose=False)   # seeds Python, NumPy and torch
