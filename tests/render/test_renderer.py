@@ -6,7 +6,8 @@ import torch
 
 from keypointnerf.model import KeypointNeRF, model_preset
 from keypointnerf.render.composite import composite, compositing_weights
-from keypointnerf.render.rays import camera_rays, near_far, pixel_grid
+from keypointnerf.render.rays import (camera_rays, near_far, pixel_grid, rays_meet_silhouettes,
+                                     silhouette_rectangles)
 from keypointnerf.render.renderer import RenderConfig, RenderStats, render_image, render_pixels
 from keypointnerf.render.sampling import coarse_depths, importance_depths
 
@@ -120,3 +121,52 @@ def test_training_render_is_differentiable_and_culled_gradients_match(small_mode
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert grads[0].abs().sum() > 0
     assert torch.allclose(grads[0], grads[1], atol=1e-4, rtol=1e-3)
+
+
+def test_silhouette_rectangles_by_hand():
+    masks = torch.zeros(2, 1, 10, 20)
+    masks[0, 0, 2:5, 0:7] = 0.5       # touches the left border: widened on to the frustum's overhang
+    rects = silhouette_rectangles(masks, frustum_margin=1.01, margin=2.0)
+    assert rects[0].tolist() == pytest.approx([-2.0 - 0.005 * 19, 0.0, 8.0, 6.0])
+    assert rects[1, 0] > rects[1, 2]   # an empty silhouette: an empty rectangle
+
+
+def test_ray_test_by_hand():
+    # one camera at the origin looking down +z; the silhouette covers pixels u in [40, 60], v in [30, 50]
+    P = (K @ IDENTITY)[None]
+    rect = torch.tensor([[40.0, 30.0, 60.0, 50.0]])
+    origins = torch.tensor([[0.0, 0, 0], [0.0, 0, 0], [0.3, 0, 1.0], [0.0, 0, 0]])
+    directions = torch.nn.functional.normalize(torch.tensor([
+        [0.0, 0.0, 1.0],      # through pixel (50, 40): inside
+        [0.3, 0.0, 1.0],      # through pixel (~79, 40): outside, at any depth
+        [-0.3, 0.0, 1.0],     # starts at u = 80, reaches u = 50 at depth 2 and u = 40 at depth 3
+        [0.0, 0.0, 1.0]]), dim=-1)
+    near, far = torch.tensor([1.0, 1.0, 0.0, 1.0]), torch.tensor([5.0, 5.0, 3.0, 1.5])
+    keep = rays_meet_silhouettes(origins, directions, near, far, P, IDENTITY[None], rect, znear=0.2)
+    assert keep.tolist() == [True, False, True, True]
+    # the last ray ends at depth 1.5, before a 2 m near plane: nothing of it counts
+    keep = rays_meet_silhouettes(origins, directions, near, far, P, IDENTITY[None], rect, znear=2.0)
+    assert keep.tolist() == [True, False, True, False]
+    # the third ray, cut at 0.4 m (depth 1.38, u = 63), ends before it reaches the rectangle
+    keep = rays_meet_silhouettes(origins, directions, near, torch.tensor([5.0, 5.0, 0.4, 1.5]), P,
+                                 IDENTITY[None], rect, znear=0.2)
+    assert keep.tolist() == [True, False, False, True]
+
+
+def test_skipped_rays_hold_no_point_of_the_visual_hull(small_model_and_scene):
+    model, scene, enc = small_model_and_scene
+    K = scene["tgt_K"].clone()
+    K[:2] *= 40 / 128
+    origins, directions = camera_rays(K, scene["tgt_Rt"], pixel_grid(40, 40))
+    near, far, _ = near_far(origins, directions, scene["bounds"], scene["tgt_Rt"], model.cfg.znear, model.cfg.zfar)
+    keep = rays_meet_silhouettes(origins, directions, near, far, enc.P, enc.Rt, silhouette_rectangles(enc.masks),
+                                 model.cfg.znear)
+    # brute force: 400 points along every ray
+    steps = torch.linspace(0, 1, 400)
+    depths = near[:, None] + (far - near)[:, None] * steps
+    points = origins[:, None] + directions[:, None] * depths[..., None]
+    with torch.no_grad():
+        has_valid = model.project(enc, points.reshape(-1, 3)).valid.view(len(origins), -1).any(-1)
+    assert has_valid.sum() > 100
+    assert not (has_valid & ~keep).any()            # never a ray that holds a valid point
+    assert (~keep).float().mean() > 0.3             # and it does skip many

@@ -17,8 +17,8 @@ import yaml
 from keypointnerf.cli import main as cli_main
 from keypointnerf.errors import UserError
 from keypointnerf.model.checkpoint import load_model
-from keypointnerf.train.config import TrainConfig, train_preset
-from keypointnerf.train.losses import VGGPerceptualLoss, load_vgg19_weights, _vgg19_features
+from keypointnerf.train.config import OptimConfig, TrainConfig, train_preset
+from keypointnerf.train.losses import VGGPerceptualLoss, _vgg19_features, dssim, load_vgg19_weights
 from keypointnerf.train.module import drop_views
 
 # a tiny, fast training set-up for the 128 px test images
@@ -100,6 +100,30 @@ def test_vgg_weights_errors_name_the_file(tmp_path, vgg_file):
         VGGPerceptualLoss({**state, "features.2.weight": torch.zeros(1)}, source="x.pth")
 
 
+def test_learning_rate_is_constant_then_follows_a_cosine_to_its_final_value():
+    optim = OptimConfig(lr=1e-3, max_steps=300, lr_decay_start=100, lr_final=1e-4)
+    assert optim.lr_at(0) == optim.lr_at(99) == 1e-3
+    assert optim.lr_at(100) == pytest.approx(1e-3)
+    assert optim.lr_at(200) == pytest.approx(5.5e-4)            # half way: the mean of the two rates
+    assert optim.lr_at(300) == optim.lr_at(400) == pytest.approx(1e-4)
+    assert OptimConfig(lr=1e-3).lr_at(10**6) == 1e-3
+
+
+def test_dssim_matches_the_evaluation_ssim_and_has_gradients():
+    from skimage.metrics import structural_similarity
+    generator = torch.Generator().manual_seed(0)
+    a = torch.rand(1, 3, 32, 32, generator=generator)
+    b = (a + 0.1 * torch.randn(a.shape, generator=generator)).clamp(0, 1)
+    as_numpy = lambda x: x[0].permute(1, 2, 0).double().numpy()  # noqa: E731
+    expected = structural_similarity(as_numpy(a), as_numpy(b), channel_axis=-1, win_size=7, data_range=1.0)
+    prediction = a.clone().requires_grad_()
+    loss = dssim(prediction, b)
+    assert 1 - float(loss) == pytest.approx(expected, abs=0.005)   # torchmetrics pads where skimage crops
+    assert float(dssim(a, a)) == pytest.approx(0.0, abs=1e-6)
+    loss.backward()
+    assert prediction.grad.abs().sum() > 0
+
+
 def test_view_dropout_keeps_at_least_one_view_and_drops_half_of_the_others():
     generator = torch.Generator().manual_seed(0)
     draws = [drop_views(3, generator) for _ in range(3000)]
@@ -147,7 +171,9 @@ def test_train_resumes_after_sigkill_at_the_saved_step(synth_set, tmp_path):
     assert _adam_step(final) == step + 3
     moved = [k for k in weights_at_kill if not torch.equal(weights_at_kill[k], final["state_dict"][k])]
     assert moved, "the resumed run did not train"
-    assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["max_steps"] == 100000  # the run's own config
+    # the folder holds the config now in force, and the one it replaced
+    assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["max_steps"] == step + 3
+    assert yaml.safe_load((run / "config.phase1.yaml").read_text())["optim"]["max_steps"] == 100000
     model, _, info = load_model(run / "model.ckpt")
     assert info["render"] == {"coarse_samples": 8, "fine_samples": 8}
     assert model.cfg == train_preset("small").model
@@ -178,6 +204,10 @@ def test_bad_input_stops_before_any_work(synth_set, tmp_path, capsys):
 
     assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r2"), "--set", "optim.speed=3"]) == 2
     assert "optim.speed" in capsys.readouterr().err
+    assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"), "--set", "optim.max_steps=10",
+                            "--set", "optim.lr_decay_start=10"]) == 2
+    assert "optim.lr_decay_start=10 needs optim.max_steps above it" in capsys.readouterr().err
+    assert not (tmp_path / "r5").exists()
 
     existing = tmp_path / "r3"
     (existing / "checkpoints").mkdir(parents=True)

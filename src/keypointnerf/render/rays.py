@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from ..model.keypointnerf import FRUSTUM_MARGIN
+
 BOX_MARGIN = 0.01   # metres added to every side of the person's box
 
 
@@ -46,3 +48,60 @@ def near_far(origins: torch.Tensor, directions: torch.Tensor, bounds: torch.Tens
     near = torch.where(hits & (entry * depth_rate >= znear), entry, at_znear)
     far = torch.where(hits & (exit_ * depth_rate <= zfar), exit_, at_zfar)
     return near, far, hits
+
+
+SILHOUETTE_MARGIN_PX = 2.0   # the silhouette rectangles are widened by this: bilinear support + rounding
+
+
+def silhouette_rectangles(masks: torch.Tensor, frustum_margin: float = FRUSTUM_MARGIN,
+                          margin: float = SILHOUETTE_MARGIN_PX) -> torch.Tensor:
+    """(V, 1, H, W) masks -> (V, 4) pixel rectangles ``[u_min, v_min, u_max, v_max]`` around every non-zero mask
+    pixel, widened by ``margin``; a view with an empty mask gets an empty rectangle (min > max).
+
+    Masks are sampled with border padding, so a silhouette that touches the image border reaches on to the
+    frustum's limit (normalised coordinate ``frustum_margin``): that side is widened by the overhang as well.
+    """
+    height, width = masks.shape[-2:]
+    overhang = (frustum_margin - 1.0) * 0.5 * masks.new_tensor([width - 1, height - 1, width - 1, height - 1])
+    rects = []
+    for mask in masks[:, 0].gt(0):
+        rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+        if len(rows) == 0:
+            rects.append(masks.new_tensor([1.0, 1.0, -1.0, -1.0]))
+            continue
+        rect = torch.stack([cols[0], rows[0], cols[-1], rows[-1]]).to(masks.dtype)
+        at_border = torch.stack([cols[0] == 0, rows[0] == 0, cols[-1] == width - 1, rows[-1] == height - 1])
+        widen = margin + at_border.to(masks.dtype) * overhang
+        rects.append(rect + torch.stack([-widen[0], -widen[1], widen[2], widen[3]]))
+    return torch.stack(rects)
+
+
+def rays_meet_silhouettes(origins: torch.Tensor, directions: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
+                          P: torch.Tensor, Rt: torch.Tensor, rectangles: torch.Tensor, znear: float) -> torch.Tensor:
+    """(R,) bool: False only where no point of the ray between near and far lies in front of depth ``znear`` and
+    inside the silhouette rectangle of every view (P = K [R|t] (V, 3, 4), rectangles (V, 4) pixels).
+
+    A conservative test of the visual hull: such rays cannot hold a valid sample. The projection of a ray is
+    linear in its distance t once the depth is positive, so every condition ``c0 + c1 t >= 0`` bounds t from one
+    side and the test intersects intervals.
+    """
+    low, high = near.clone(), far.clone()
+
+    def constrain(c0: torch.Tensor, c1: torch.Tensor) -> None:
+        nonlocal low, high
+        step = torch.where(c1.abs() < 1e-12, torch.full_like(c1, 1e-12), c1)
+        bound = -c0 / step
+        low = torch.where(c1 > 0, torch.maximum(low, bound), low)
+        high = torch.where(c1 < 0, torch.minimum(high, bound), high)
+        high = torch.where((c1 == 0) & (c0 < 0), torch.full_like(high, -float("inf")), high)
+
+    for view in range(P.shape[0]):
+        cam0, cam1 = origins @ Rt[view, :, :3].T + Rt[view, :, 3], directions @ Rt[view, :, :3].T
+        constrain(cam0[:, 2] - znear, cam1[:, 2])                       # in front of the near plane
+        h0, h1 = origins @ P[view, :, :3].T + P[view, :, 3], directions @ P[view, :, :3].T
+        u_min, v_min, u_max, v_max = rectangles[view].tolist()
+        for axis, lowest, highest in ((0, u_min, u_max), (1, v_min, v_max)):
+            constrain(h0[:, axis] - lowest * h0[:, 2], h1[:, axis] - lowest * h1[:, 2])
+            constrain(highest * h0[:, 2] - h0[:, axis], highest * h1[:, 2] - h1[:, axis])
+    slack = 1e-4 * (far - near).abs() + 1e-6   # float rounding of the bounds: err towards keeping a ray
+    return low <= high + slack

@@ -1,9 +1,10 @@
 """Coarse-to-fine volume rendering of a KeypointNeRF, in chunks of rays with bounded memory.
 
 Two paths compute the same pictures:
-- the fast path (``cull=True``) evaluates the networks only at samples inside the visual hull (every other
-  sample has density 0 by definition), evaluates colour only where a sample's compositing weight is non-zero,
-  and reuses the coarse samples' values in the fine pass;
+- the fast path (``cull=True``) skips rays that cannot meet the visual hull (a conservative test against the
+  silhouettes' rectangles), evaluates the networks only at samples inside the hull (every other sample has
+  density 0 by definition), evaluates colour only where a sample's compositing weight is non-zero, and reuses
+  the coarse samples' values in the fine pass;
 - the plain path (``cull=False``) evaluates every sample of both passes, as the official code does; it is the
   reference the fast path is tested and benchmarked against.
 """
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..model.keypointnerf import KeypointNeRF, SourceEncoding
 from .composite import composite, compositing_weights
-from .rays import camera_rays, near_far, pixel_grid
+from .rays import camera_rays, near_far, pixel_grid, rays_meet_silhouettes, silhouette_rectangles
 from .sampling import coarse_depths, importance_depths
 
 
@@ -203,7 +204,13 @@ def render_pixels(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt:
     K, Rt, pixels, bounds = K.to(device).float(), Rt.to(device).float(), pixels.to(device), bounds.to(device).float()
     origins, directions = camera_rays(K, Rt, pixels)
     near, far, hits = near_far(origins, directions, bounds, Rt, model.cfg.znear, model.cfg.zfar)
-    traced = hits.nonzero()[:, 0] if cfg.box_rays_only else torch.arange(len(pixels), device=device)
+    keep = hits if cfg.box_rays_only else torch.ones_like(hits)
+    if cfg.cull:
+        # rays that cannot meet the visual hull stay empty, as evaluating them would leave them
+        keep = keep & rays_meet_silhouettes(origins, directions, near, far, enc.P, enc.Rt,
+                                            silhouette_rectangles(enc.masks), model.cfg.znear)
+    traced = keep.nonzero()[:, 0]
+    stats.extra["rays_skipped"] = stats.extra.get("rays_skipped", 0) + len(pixels) - len(traced)
     outputs: dict[str, list] = {}
     parts = list(_in_batches(len(traced), cfg.chunk_rays))
     for part in tqdm(parts, desc="rendering", unit="chunk", disable=not progress, leave=False):

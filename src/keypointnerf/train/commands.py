@@ -20,9 +20,10 @@ from ..configio import apply_overrides, load_yaml, save_yaml
 from ..errors import UserError
 
 RUN_FILES = ("config.yaml", "checkpoints", "logs", "model.ckpt", "vgg19.pth")
-# keys a resumed run may change (the model and data must stay what the checkpoint was trained with)
-RESUMABLE_PREFIXES = ("optim.max_steps", "optim.epochs", "checkpoint_every_steps", "val_every_steps",
-                      "log_every_steps", "data.loader_workers", "data.cache_mb", "data.root", "loss.vgg_weights")
+# keys a resumed run may change (the model and data must stay what the checkpoint was trained with); a later
+# phase may change the losses and the learning-rate schedule
+RESUMABLE_PREFIXES = ("optim.", "loss.", "checkpoint_every_steps", "val_every_steps", "log_every_steps",
+                      "data.loader_workers", "data.cache_mb", "data.root")
 
 
 def register(subparsers) -> None:
@@ -164,6 +165,10 @@ def run(args) -> int:
         from ..model.checkpoint import load_model
         init_model, init_vgg, _ = load_model(args.init)
     cfg = _prepare_config(args, out, init_model)
+    optim = cfg.optim
+    if optim.lr_decay_start >= 0 and optim.max_steps <= optim.lr_decay_start:
+        raise UserError(f"optim.lr_decay_start={optim.lr_decay_start} needs optim.max_steps above it "
+                        f"(it is {optim.max_steps}): the decay ends at max_steps")
     if args.threads:
         torch.set_num_threads(args.threads)
     from ..device import resolve_device
@@ -190,6 +195,13 @@ def run(args) -> int:
             torch.save(vgg, out / "vgg19.pth")
             cfg.loss.vgg_weights = str((out / "vgg19.pth").resolve())
         save_yaml(cfg, out / "config.yaml")
+    elif launcher and args.overrides:
+        # the run folder holds the config in force; the one it replaces is kept beside it
+        previous = load_yaml(type(cfg), out / "config.yaml")
+        if previous != cfg:
+            phase = 1 + sum(1 for _ in out.glob("config.phase*.yaml"))
+            (out / "config.yaml").rename(out / f"config.phase{phase}.yaml")
+            save_yaml(cfg, out / "config.yaml")
     return _fit(cfg, args, out, device, vgg, init_model)
 
 

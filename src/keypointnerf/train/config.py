@@ -7,6 +7,7 @@ encoders and MLPs (a ~5 MB model), fewer samples per ray and smaller patches, sa
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from ..configio import from_dict, to_dict
@@ -33,6 +34,7 @@ class LossConfig:
     l1_fine: float = 10.0
     perceptual: float = 0.5        # VGG19 perceptual loss on the fine patch (needs VGG19 weights)
     vgg_weights: str = ""          # torchvision-layout VGG19 state dict (features.<i>.weight/bias); "" = none
+    ssim: float = 0.0              # D-SSIM (1 - SSIM, 7x7 uniform window as evaluated) on the fine patch
 
 
 @dataclass
@@ -41,6 +43,16 @@ class OptimConfig:
     epochs: int = 30
     max_steps: int = -1            # -1 = no limit other than epochs
     grad_clip: float = 0.0         # 0 = off
+    lr_decay_start: int = -1       # from this global step, cosine decay of lr to lr_final at max_steps (-1 = off)
+    lr_final: float = 0.0
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of global step ``step``: constant, or the cosine decay once it has started."""
+        if self.lr_decay_start < 0 or step < self.lr_decay_start:
+            return self.lr
+        span = max(1, self.max_steps - self.lr_decay_start)
+        progress = min(1.0, (step - self.lr_decay_start) / span)
+        return self.lr_final + (self.lr - self.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass

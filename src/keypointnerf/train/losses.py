@@ -1,4 +1,4 @@
-"""Training losses: L1 on the coarse and fine colours, and the VGG19 perceptual loss (offline weights only).
+"""Training losses: L1 on the coarse and fine colours, the VGG19 perceptual loss (offline weights only) and D-SSIM.
 
 The perceptual loss compares VGG19 features of prediction and target (ImageNet-normalised RGB) after relu1_1,
 relu2_1, relu3_1 and relu4_1 (``features[:2]``, ``[2:7]``, ``[7:12]``, ``[12:21]`` in torchvision's layout),
@@ -83,3 +83,10 @@ def load_vgg19_weights(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise UserError(f"{path}: expected a state dict of tensors")
     return state
+
+
+def dssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``1 - SSIM`` of two (B, 3, H, W) images in [0, 1] with the evaluation's 7x7 uniform window (H, W >= 7)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+    return 1.0 - structural_similarity_index_measure(prediction, target.detach(), gaussian_kernel=False,
+                                                     kernel_size=7, data_range=1.0)

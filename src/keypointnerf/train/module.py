@@ -2,7 +2,7 @@
 
 One training step = one sample (batch 1, as the official recipe): encode the source views (after view dropout),
 render the target patch's rays coarse-to-fine with stratified samples and density noise, and minimise
-``l1_coarse * L1(coarse) + l1_fine * L1(fine) + perceptual * VGG19(fine patch)``.
+``l1_coarse * L1(coarse) + l1_fine * L1(fine) + perceptual * VGG19(fine patch) + ssim * (1 - SSIM(fine patch))``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..model.keypointnerf import KeypointNeRF
 from ..render.renderer import RenderConfig, render_image, render_pixels
 from .config import TrainConfig, config_from_dict, config_to_dict
-from .losses import VGGPerceptualLoss
+from .losses import VGGPerceptualLoss, dssim
 
 
 def first_item(batch: list[dict]) -> dict:
@@ -77,12 +77,15 @@ class KeypointNeRFTraining(L.LightningModule):
         target = sample["tgt_image"][:, pixels[:, 1], pixels[:, 0]].T          # (P, 3)
         losses = {"l1_coarse": F.l1_loss(out["rgb_coarse"], target), "l1_fine": F.l1_loss(out["rgb"], target)}
         total = self.cfg.loss.l1_coarse * losses["l1_coarse"] + self.cfg.loss.l1_fine * losses["l1_fine"]
-        if self.vgg19 is not None and self.cfg.loss.perceptual > 0:
-            side = int(round(math.sqrt(len(pixels))))
-            if side * side == len(pixels):   # square patches (row-major) only
-                as_image = lambda rgb: rgb.T.reshape(1, 3, side, side)  # noqa: E731
+        side = int(round(math.sqrt(len(pixels))))
+        if side * side == len(pixels):   # the image terms need square patches (row-major)
+            as_image = lambda rgb: rgb.T.reshape(1, 3, side, side)  # noqa: E731
+            if self.vgg19 is not None and self.cfg.loss.perceptual > 0:
                 losses["perceptual"] = self.vgg19(as_image(out["rgb"]), as_image(target))
                 total = total + self.cfg.loss.perceptual * losses["perceptual"]
+            if self.cfg.loss.ssim > 0:
+                losses["dssim"] = dssim(as_image(out["rgb"]), as_image(target))
+                total = total + self.cfg.loss.ssim * losses["dssim"]
         losses["loss"] = total
         with torch.no_grad():
             losses["psnr"] = torch.tensor(psnr(out["rgb"].detach(), target))
@@ -95,6 +98,13 @@ class KeypointNeRFTraining(L.LightningModule):
         torch.manual_seed(seed)
         self._dropout_rng.manual_seed(seed)
 
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # the rate follows the config at every step (also after a resume that changed optim.*)
+        lr = self.cfg.optim.lr_at(self.global_step)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
     def training_step(self, sample: dict, batch_idx: int) -> torch.Tensor:
         losses = self._losses(sample)
         if not torch.isfinite(losses["loss"]):
@@ -102,6 +112,7 @@ class KeypointNeRFTraining(L.LightningModule):
                             "checkpoints/last.ckpt holds the last good state: lower optim.lr and --resume")
         for name, value in losses.items():
             self.log(f"train/{name}", value, prog_bar=name in ("loss", "psnr"), on_step=True, batch_size=1)
+        self.log("train/lr", self.cfg.optim.lr_at(self.global_step), on_step=True, batch_size=1)
         return losses["loss"]
 
     def on_train_epoch_start(self) -> None:
