@@ -170,3 +170,35 @@ def test_skipped_rays_hold_no_point_of_the_visual_hull(small_model_and_scene):
     assert has_valid.sum() > 100
     assert not (has_valid & ~keep).any()            # never a ray that holds a valid point
     assert (~keep).float().mean() > 0.3             # and it does skip many
+
+
+def test_ray_test_reaches_past_a_border_touching_silhouette_as_far_as_the_frustum():
+    # a silhouette filling a 100 x 100 view: with border padding, points project validly up to
+    # |xy| = 1.01, i.e. 0.495 px beyond the first and last pixel centres
+    P = (torch.tensor([[100.0, 0, 50], [0, 100.0, 50], [0, 0, 1]]) @ IDENTITY)[None]
+    rect = silhouette_rectangles(torch.ones(1, 1, 100, 100), frustum_margin=1.01, margin=0.0)
+    us = torch.tensor([99.4, 99.6, -0.4, -0.6])
+    directions = torch.stack([(us - 50) / 100, torch.zeros(4), torch.ones(4)], -1)   # through the centre
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    keep = rays_meet_silhouettes(torch.zeros(4, 3), directions, torch.ones(4), torch.full((4,), 2.0), P, IDENTITY[None],
+                                 rect, znear=0.5)
+    assert keep.tolist() == [True, False, True, False]
+
+
+def test_fast_equals_plain_for_a_camera_closer_than_znear(small_model_and_scene):
+    # 1.5 m from the person, closer than znear (2 m): box exits before znear give near > far for many rays
+    model, scene, enc = small_model_and_scene
+    Rt = scene["tgt_Rt"].clone()
+    center = -Rt[:, :3].T @ Rt[:, 3]
+    Rt[:, 3] = -Rt[:, :3] @ (center * 1.5 / center.norm())
+    K = scene["tgt_K"].clone()
+    K[:2] *= 32 / 128
+    origins, directions = camera_rays(K, Rt, pixel_grid(32, 32))
+    near, far, _ = near_far(origins, directions, scene["bounds"], Rt, model.cfg.znear, model.cfg.zfar)
+    assert (near > far).sum() > 100
+    fast = render_image(model, enc, K, Rt, 32, 32, scene["bounds"], RenderConfig(cull=True))
+    plain = render_image(model, enc, K, Rt, 32, 32, scene["bounds"], RenderConfig(cull=False))
+    reversed_rays = (near > far).view(32, 32)
+    assert fast["opacity"][0][reversed_rays].max() > 0.1
+    for key in ("rgb", "opacity", "depth", "aux"):
+        assert torch.allclose(fast[key], plain[key], atol=2e-5), key

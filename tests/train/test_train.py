@@ -161,8 +161,11 @@ def test_train_resumes_after_sigkill_at_the_saved_step(synth_set, tmp_path):
     assert step >= 4 and _adam_step(killed) == step
     weights_at_kill = {k: v.clone() for k, v in killed["state_dict"].items()}
 
+    # a later phase: its own learning-rate schedule and a D-SSIM term
     resume = [sys.executable, "-m", "keypointnerf.cli", "train", "--out", str(run), "--resume", "--set",
-              f"optim.max_steps={step + 3}", "--device", "cpu", "--threads", "1", "--no-progress"]
+              f"optim.max_steps={step + 3}", "--set", "optim.lr=2e-4", "--set", f"optim.lr_decay_start={step}",
+              "--set", "optim.lr_final=1e-5", "--set", "loss.ssim=0.5", "--set", "log_every_steps=1",
+              "--device", "cpu", "--threads", "1", "--no-progress"]
     result = subprocess.run(resume, capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
     final = _read_checkpoint(last)
@@ -171,6 +174,15 @@ def test_train_resumes_after_sigkill_at_the_saved_step(synth_set, tmp_path):
     assert _adam_step(final) == step + 3
     moved = [k for k in weights_at_kill if not torch.equal(weights_at_kill[k], final["state_dict"][k])]
     assert moved, "the resumed run did not train"
+    # the optimiser ran the new schedule, not the restored rate; the D-SSIM term was part of the loss
+    phase = OptimConfig(lr=2e-4, max_steps=step + 3, lr_decay_start=step, lr_final=1e-5)
+    assert final["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(phase.lr_at(step + 2))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(run / "logs"), size_guidance={"scalars": 0})
+    events.Reload()
+    logged_lr = {e.step: e.value for e in events.Scalars("train/lr")}
+    assert logged_lr[step] == pytest.approx(2e-4) and logged_lr[step + 2] == pytest.approx(phase.lr_at(step + 2))
+    assert 0 < events.Scalars("train/dssim")[-1].value < 1
     # the folder holds the config now in force, and the one it replaced
     assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["max_steps"] == step + 3
     assert yaml.safe_load((run / "config.phase1.yaml").read_text())["optim"]["max_steps"] == 100000
@@ -207,6 +219,9 @@ def test_bad_input_stops_before_any_work(synth_set, tmp_path, capsys):
     assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"), "--set", "optim.max_steps=10",
                             "--set", "optim.lr_decay_start=10"]) == 2
     assert "optim.lr_decay_start=10 needs optim.max_steps above it" in capsys.readouterr().err
+    assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"), "--set", "loss.ssim=1",
+                            "--set", "data.patch_size=4"]) == 2
+    assert "loss.ssim needs data.patch_size of at least 7" in capsys.readouterr().err
     assert not (tmp_path / "r5").exists()
 
     existing = tmp_path / "r3"

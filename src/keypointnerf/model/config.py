@@ -53,6 +53,9 @@ class ModelConfig:
             if channels < self.norm_groups or channels % self.norm_groups:
                 raise UserError(f"model.{name}={getattr(self, name)} does not fit GroupNorm with "
                                 f"model.norm_groups={self.norm_groups}")
+        if self.znear <= 0:
+            # points at or behind a source camera would project mirrored: the hull is defined in front only
+            raise UserError(f"model.znear ({self.znear}) must be positive (metres in front of the cameras)")
         if self.zfar <= self.znear:
             raise UserError(f"model.zfar ({self.zfar}) must exceed model.znear ({self.znear})")
 

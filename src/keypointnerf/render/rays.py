@@ -85,12 +85,12 @@ def rays_meet_silhouettes(origins: torch.Tensor, directions: torch.Tensor, near:
     linear in its distance t once the depth is positive, so every condition ``c0 + c1 t >= 0`` bounds t from one
     side and the test intersects intervals.
     """
-    low, high = near.clone(), far.clone()
+    # near > far happens (a box exit nearer than znear): the samples still span both, so does the test
+    low, high = torch.minimum(near, far), torch.maximum(near, far)
 
     def constrain(c0: torch.Tensor, c1: torch.Tensor) -> None:
         nonlocal low, high
-        step = torch.where(c1.abs() < 1e-12, torch.full_like(c1, 1e-12), c1)
-        bound = -c0 / step
+        bound = -c0 / torch.where(c1 == 0, torch.ones_like(c1), c1)   # a tiny c1 keeps its sign: a far bound
         low = torch.where(c1 > 0, torch.maximum(low, bound), low)
         high = torch.where(c1 < 0, torch.minimum(high, bound), high)
         high = torch.where((c1 == 0) & (c0 < 0), torch.full_like(high, -float("inf")), high)

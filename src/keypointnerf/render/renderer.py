@@ -207,10 +207,11 @@ def render_pixels(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt:
     keep = hits if cfg.box_rays_only else torch.ones_like(hits)
     if cfg.cull:
         # rays that cannot meet the visual hull stay empty, as evaluating them would leave them
-        keep = keep & rays_meet_silhouettes(origins, directions, near, far, enc.P, enc.Rt,
-                                            silhouette_rectangles(enc.masks), model.cfg.znear)
+        meets = rays_meet_silhouettes(origins, directions, near, far, enc.P, enc.Rt,
+                                      silhouette_rectangles(enc.masks), model.cfg.znear)
+        stats.extra["rays_skipped"] = stats.extra.get("rays_skipped", 0) + int((keep & ~meets).sum())
+        keep = keep & meets
     traced = keep.nonzero()[:, 0]
-    stats.extra["rays_skipped"] = stats.extra.get("rays_skipped", 0) + len(pixels) - len(traced)
     outputs: dict[str, list] = {}
     parts = list(_in_batches(len(traced), cfg.chunk_rays))
     for part in tqdm(parts, desc="rendering", unit="chunk", disable=not progress, leave=False):

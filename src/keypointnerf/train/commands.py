@@ -91,7 +91,7 @@ def _prepare_config(args, out: Path, init_model=None):
         for item in args.overrides:
             if not item.split("=", 1)[0].strip().startswith(RESUMABLE_PREFIXES):
                 raise UserError(f"--set {item!r}: a resumed run can change only {', '.join(RESUMABLE_PREFIXES)}")
-        overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
+        overrides = list(args.overrides) + ([f"data.root={Path(args.data).resolve()}"] if args.data else [])
         cfg = apply_overrides(cfg, overrides)
         if args.vgg_weights:
             cfg.loss.vgg_weights = str(Path(args.vgg_weights).resolve())
@@ -165,6 +165,8 @@ def run(args) -> int:
         from ..model.checkpoint import load_model
         init_model, init_vgg, _ = load_model(args.init)
     cfg = _prepare_config(args, out, init_model)
+    if cfg.loss.ssim > 0 and cfg.data.patch_size < 7:
+        raise UserError(f"loss.ssim needs data.patch_size of at least 7 (the SSIM window), not {cfg.data.patch_size}")
     optim = cfg.optim
     if optim.lr_decay_start >= 0 and optim.max_steps <= optim.lr_decay_start:
         raise UserError(f"optim.lr_decay_start={optim.lr_decay_start} needs optim.max_steps above it "
@@ -195,12 +197,13 @@ def run(args) -> int:
             torch.save(vgg, out / "vgg19.pth")
             cfg.loss.vgg_weights = str((out / "vgg19.pth").resolve())
         save_yaml(cfg, out / "config.yaml")
-    elif launcher and args.overrides:
-        # the run folder holds the config in force; the one it replaces is kept beside it
+    elif launcher:
+        # the run folder holds the config in force; the one it replaces is kept beside it (copied first, then
+        # replaced atomically: config.yaml is never missing)
         previous = load_yaml(type(cfg), out / "config.yaml")
         if previous != cfg:
             phase = 1 + sum(1 for _ in out.glob("config.phase*.yaml"))
-            (out / "config.yaml").rename(out / f"config.phase{phase}.yaml")
+            shutil.copyfile(out / "config.yaml", out / f"config.phase{phase}.yaml")
             save_yaml(cfg, out / "config.yaml")
     return _fit(cfg, args, out, device, vgg, init_model)
 
