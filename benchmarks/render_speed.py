@@ -77,7 +77,7 @@ def measure(model, enc, K, Rt, size, bounds, cfg: RenderConfig, row_step: int = 
         out = render_pixels(model, enc, K, Rt, pixels, bounds, cfg, stats=stats)
     seconds = (time.perf_counter() - start) * row_step
     per_pixel = (stats.geometry_evaluations + stats.color_evaluations) / len(pixels)
-    return seconds, per_pixel, peak_memory_mb(), out, pixels
+    return seconds, per_pixel, peak_memory_mb(), out, pixels, stats
 
 
 def main(argv=None) -> int:
@@ -111,14 +111,17 @@ def main(argv=None) -> int:
         Ks = K[0].clone()
         Ks[:2] *= size / base
         bounds = T("in/bounds")
-        fast_s, fast_e, fast_m, fast_out, _ = measure(model, enc, Ks, Rt[0], size, bounds, RenderConfig(cull=True))
-        print(f"{size:>4}x{size:<4} {'fast':>10} {fast_s:>9.2f} {fast_e:>9.1f} {fast_m:>8.0f}")
+        fast_s, fast_e, fast_m, fast_out, pixels, stats = measure(model, enc, Ks, Rt[0], size, bounds,
+                                                                  RenderConfig(cull=True))
+        skipped = stats.extra.get("rays_skipped", 0) / len(pixels)
+        print(f"{size:>4}x{size:<4} {'fast':>10} {fast_s:>9.2f} {fast_e:>9.1f} {fast_m:>8.0f}  "
+              f"{skipped:.0%} of the rays skipped (they cannot meet the visual hull)")
         row_step = 1 if args.full_plain or size <= 256 else 8
         note = f"every {row_step}th row, time scaled" if row_step > 1 else ""
         plain = {}
         for name, cfg in (("plain", official_batching(size, RenderConfig(cull=False))),
                           ("plain-4096", RenderConfig(cull=False))):
-            seconds, evals, memory, out, pixels = measure(model, enc, Ks, Rt[0], size, bounds, cfg, row_step)
+            seconds, evals, memory, out, pixels, _ = measure(model, enc, Ks, Rt[0], size, bounds, cfg, row_step)
             rows = pixels[:, 1] * size + pixels[:, 0]
             diff = float((fast_out["rgb"][rows] - out["rgb"]).abs().max())
             batch = f"up to {cfg.max_points} points per call" if name == "plain" else "4096 points per call"
