@@ -1,4 +1,6 @@
 """The package reproduces the official model's outputs on the shared parity fixture."""
+import os
+import re
 import subprocess
 import sys
 
@@ -33,3 +35,14 @@ def test_parity_script_fails_on_wrong_weights(fixture_a, official_checkpoint, tm
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stdout.strip().splitlines()[-1].startswith("parity: FAIL")
+
+
+def test_speed_benchmark_compares_both_paths_on_the_same_image(fixture_a, official_checkpoint):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "render_speed.py"), str(official_checkpoint),
+                             str(fixture_a), "--sizes", "32"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    diffs = [float(re.search(r"max \|fast - plain\| (\S+)", line).group(1)) for line in lines if "max |" in line]
+    assert len(diffs) == 2 and max(diffs) < 1e-5                      # both plain variants, same pictures
+    assert re.fullmatch(r"speedup_256=nan seconds_512=nan", lines[-1])
