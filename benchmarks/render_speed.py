@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from keypointnerf.errors import UserError
 from keypointnerf.model.checkpoint import load_model
 from keypointnerf.render.rays import pixel_grid
 from keypointnerf.render.renderer import RenderConfig, RenderStats, render_pixels
@@ -87,8 +88,18 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="128,256,512")
     parser.add_argument("--full-plain", action="store_true", help="render the plain path at every size fully")
     args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"render_speed: error: {exc}", file=sys.stderr)
+        return 2
 
-    fixture = np.load(args.fixture, allow_pickle=False)
+
+def run(args) -> int:
+    try:
+        fixture = np.load(args.fixture, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{args.fixture}: cannot read the fixture ({exc})") from None
     checkpoint = args.checkpoint
     if checkpoint is None:
         checkpoint = os.path.join(tempfile.mkdtemp(prefix="kpnerf-bench-"), "fixture.ckpt")

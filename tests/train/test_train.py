@@ -222,6 +222,11 @@ def test_bad_input_stops_before_any_work(synth_set, tmp_path, capsys):
     assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"), "--set", "loss.ssim=1",
                             "--set", "data.patch_size=4"]) == 2
     assert "loss.ssim needs data.patch_size of at least 7" in capsys.readouterr().err
+    assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"), "--set", "optim.lr_final=nan"]) == 2
+    assert "optim.lr_final=nan: must be a finite, positive learning rate" in capsys.readouterr().err
+    assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"), "--set", "loss.ssim=-1"]) == 2
+    assert "loss.ssim=-1.0: a loss weight must be finite and >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "r5").exists()
     assert not (tmp_path / "r5").exists()
 
     existing = tmp_path / "r3"

@@ -79,7 +79,8 @@ def silhouette_rectangles(masks: torch.Tensor, frustum_margin: float = FRUSTUM_M
 def rays_meet_silhouettes(origins: torch.Tensor, directions: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
                           P: torch.Tensor, Rt: torch.Tensor, rectangles: torch.Tensor, znear: float) -> torch.Tensor:
     """(R,) bool: False only where no point of the ray between near and far lies in front of depth ``znear`` and
-    inside the silhouette rectangle of every view (P = K [R|t] (V, 3, 4), rectangles (V, 4) pixels).
+    inside the silhouette rectangle of every view. origins, unit directions (R, 3) and near, far (R,) in world
+    metres; P = K [R|t] and Rt (V, 3, 4) world-to-camera; rectangles (V, 4) pixels; znear metres.
 
     A conservative test of the visual hull: such rays cannot hold a valid sample. The projection of a ray is
     linear in its distance t once the depth is positive, so every condition ``c0 + c1 t >= 0`` bounds t from one

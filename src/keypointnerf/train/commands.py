@@ -131,6 +131,23 @@ def _check_data(cfg) -> None:
         raise UserError(f"--data {root}: no training frames")
 
 
+def _check_optimisation(cfg) -> None:
+    """Refuse loss and schedule settings that could only fail later (or silently train nothing)."""
+    import math
+    optim, loss = cfg.optim, cfg.loss
+    for name, value in (("optim.lr", optim.lr), ("optim.lr_final", optim.lr_final)):
+        if not math.isfinite(value) or value < 0 or (name == "optim.lr" and value == 0):
+            raise UserError(f"{name}={value}: must be a finite, positive learning rate")
+    for name in ("l1_coarse", "l1_fine", "perceptual", "ssim"):
+        if not math.isfinite(getattr(loss, name)) or getattr(loss, name) < 0:
+            raise UserError(f"loss.{name}={getattr(loss, name)}: a loss weight must be finite and >= 0")
+    if loss.ssim > 0 and cfg.data.patch_size < 7:
+        raise UserError(f"loss.ssim needs data.patch_size of at least 7 (the SSIM window), not {cfg.data.patch_size}")
+    if optim.lr_decay_start >= 0 and optim.max_steps <= optim.lr_decay_start:
+        raise UserError(f"optim.lr_decay_start={optim.lr_decay_start} needs optim.max_steps above it "
+                        f"(it is {optim.max_steps}): the decay ends at max_steps")
+
+
 def _vgg_state(cfg, init_vgg: dict | None):
     """VGG19 tensors for the perceptual loss (the configured file, else those of the --init checkpoint), or
     None (said once)."""
@@ -165,12 +182,7 @@ def run(args) -> int:
         from ..model.checkpoint import load_model
         init_model, init_vgg, _ = load_model(args.init)
     cfg = _prepare_config(args, out, init_model)
-    if cfg.loss.ssim > 0 and cfg.data.patch_size < 7:
-        raise UserError(f"loss.ssim needs data.patch_size of at least 7 (the SSIM window), not {cfg.data.patch_size}")
-    optim = cfg.optim
-    if optim.lr_decay_start >= 0 and optim.max_steps <= optim.lr_decay_start:
-        raise UserError(f"optim.lr_decay_start={optim.lr_decay_start} needs optim.max_steps above it "
-                        f"(it is {optim.max_steps}): the decay ends at max_steps")
+    _check_optimisation(cfg)
     if args.threads:
         torch.set_num_threads(args.threads)
     from ..device import resolve_device
