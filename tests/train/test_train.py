@@ -18,7 +18,7 @@ from keypointnerf.cli import main as cli_main
 from keypointnerf.errors import UserError
 from keypointnerf.model.checkpoint import load_model
 from keypointnerf.train.config import OptimConfig, TrainConfig, train_preset
-from keypointnerf.train.losses import VGGPerceptualLoss, _vgg19_features, dssim, load_vgg19_weights
+from keypointnerf.train.losses import VGGPerceptualLoss, _vgg19_features, dssim, load_vgg19_weights, silhouette_bce
 from keypointnerf.train.module import drop_views
 
 # a tiny, fast training set-up for the 128 px test images
@@ -124,6 +124,17 @@ def test_dssim_matches_the_evaluation_ssim_and_has_gradients():
     assert prediction.grad.abs().sum() > 0
 
 
+def test_silhouette_bce_known_values_and_gradient_of_an_empty_ray():
+    # -(ln 0.5 + ln 0.1) / 2 = 1.4979 (eps 1e-4 inside the logs moves it by 5e-4)
+    value = silhouette_bce(torch.tensor([0.5, 0.9]), torch.tensor([1.0, 0.0]))
+    assert float(value) == pytest.approx(1.4979, abs=1e-3)
+    assert float(silhouette_bce(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]))) < 2e-4
+    empty = torch.zeros(1, requires_grad=True)          # an empty ray inside the mask must be pushed to opacity 1
+    loss = silhouette_bce(empty, torch.ones(1))
+    loss.backward()
+    assert torch.isfinite(loss) and -1e4 - 1 < float(empty.grad) < -1e3
+
+
 def test_view_dropout_keeps_at_least_one_view_and_drops_half_of_the_others():
     generator = torch.Generator().manual_seed(0)
     draws = [drop_views(3, generator) for _ in range(3000)]
@@ -161,11 +172,11 @@ def test_train_resumes_after_sigkill_at_the_saved_step(synth_set, tmp_path):
     assert step >= 4 and _adam_step(killed) == step
     weights_at_kill = {k: v.clone() for k, v in killed["state_dict"].items()}
 
-    # a later phase: its own learning-rate schedule and a D-SSIM term
+    # a later phase: its own learning-rate schedule, a D-SSIM term and a mask term
     resume = [sys.executable, "-m", "keypointnerf.cli", "train", "--out", str(run), "--resume", "--set",
               f"optim.max_steps={step + 3}", "--set", "optim.lr=2e-4", "--set", f"optim.lr_decay_start={step}",
-              "--set", "optim.lr_final=1e-5", "--set", "loss.ssim=0.5", "--set", "log_every_steps=1",
-              "--device", "cpu", "--threads", "1", "--no-progress"]
+              "--set", "optim.lr_final=1e-5", "--set", "loss.ssim=0.5", "--set", "loss.mask=1",
+              "--set", "log_every_steps=1", "--device", "cpu", "--threads", "1", "--no-progress"]
     result = subprocess.run(resume, capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
     final = _read_checkpoint(last)
@@ -174,7 +185,7 @@ def test_train_resumes_after_sigkill_at_the_saved_step(synth_set, tmp_path):
     assert _adam_step(final) == step + 3
     moved = [k for k in weights_at_kill if not torch.equal(weights_at_kill[k], final["state_dict"][k])]
     assert moved, "the resumed run did not train"
-    # the optimiser ran the new schedule, not the restored rate; the D-SSIM term was part of the loss
+    # the optimiser ran the new schedule, not the restored rate; the D-SSIM and mask terms were part of the loss
     phase = OptimConfig(lr=2e-4, max_steps=step + 3, lr_decay_start=step, lr_final=1e-5)
     assert final["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(phase.lr_at(step + 2))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -183,6 +194,7 @@ def test_train_resumes_after_sigkill_at_the_saved_step(synth_set, tmp_path):
     logged_lr = {e.step: e.value for e in events.Scalars("train/lr")}
     assert logged_lr[step] == pytest.approx(2e-4) and logged_lr[step + 2] == pytest.approx(phase.lr_at(step + 2))
     assert 0 < events.Scalars("train/dssim")[-1].value < 1
+    assert events.Scalars("train/mask")[-1].value > 0
     # the folder holds the config now in force, and the one it replaced
     assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["max_steps"] == step + 3
     assert yaml.safe_load((run / "config.phase1.yaml").read_text())["optim"]["max_steps"] == 100000
@@ -226,7 +238,8 @@ def test_bad_input_stops_before_any_work(synth_set, tmp_path, capsys):
     assert "optim.lr_final=nan: must be a finite, positive learning rate" in capsys.readouterr().err
     assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"), "--set", "loss.ssim=-1"]) == 2
     assert "loss.ssim=-1.0: a loss weight must be finite and >= 0" in capsys.readouterr().err
-    assert not (tmp_path / "r5").exists()
+    assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"), "--set", "loss.mask=nan"]) == 2
+    assert "loss.mask=nan: a loss weight must be finite and >= 0" in capsys.readouterr().err
     assert not (tmp_path / "r5").exists()
 
     existing = tmp_path / "r3"

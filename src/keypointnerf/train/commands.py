@@ -138,7 +138,7 @@ def _check_optimisation(cfg) -> None:
     for name, value in (("optim.lr", optim.lr), ("optim.lr_final", optim.lr_final)):
         if not math.isfinite(value) or value < 0 or (name == "optim.lr" and value == 0):
             raise UserError(f"{name}={value}: must be a finite, positive learning rate")
-    for name in ("l1_coarse", "l1_fine", "perceptual", "ssim"):
+    for name in ("l1_coarse", "l1_fine", "perceptual", "ssim", "mask"):
         if not math.isfinite(getattr(loss, name)) or getattr(loss, name) < 0:
             raise UserError(f"loss.{name}={getattr(loss, name)}: a loss weight must be finite and >= 0")
     if loss.ssim > 0 and cfg.data.patch_size < 7:

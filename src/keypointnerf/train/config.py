@@ -35,6 +35,8 @@ class LossConfig:
     perceptual: float = 0.5        # VGG19 perceptual loss on the fine patch (needs VGG19 weights)
     vgg_weights: str = ""          # torchvision-layout VGG19 state dict (features.<i>.weight/bias); "" = none
     ssim: float = 0.0              # D-SSIM (1 - SSIM, 7x7 uniform window as evaluated) on the fine patch
+    mask: float = 0.0              # BCE of coarse + fine opacity against the target mask (off as the official
+                                   # recipe: real masks are noisy at the edges; exact on synthetic people)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Training losses: L1 on the coarse and fine colours, the VGG19 perceptual loss (offline weights only) and D-SSIM.
+"""Training losses: L1 on the coarse and fine colours, the VGG19 perceptual loss (offline weights only), D-SSIM
+and a silhouette term on the rendered opacity.
 
 The perceptual loss compares VGG19 features of prediction and target (ImageNet-normalised RGB) after relu1_1,
 relu2_1, relu3_1 and relu4_1 (``features[:2]``, ``[2:7]``, ``[7:12]``, ``[12:21]`` in torchvision's layout),
@@ -90,3 +91,14 @@ def dssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     from torchmetrics.functional.image import structural_similarity_index_measure
     return 1.0 - structural_similarity_index_measure(prediction, target.detach(), gaussian_kernel=False,
                                                      kernel_size=7, data_range=1.0)
+
+
+def silhouette_bce(opacity: torch.Tensor, mask: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Binary cross-entropy between the accumulated opacity (R,) of rays and the target's foreground mask (R,) (0/1).
+
+    Pushes ghost limbs (opacity well below 1 inside the silhouette) and haze outside it to 0 or 1. ``eps`` inside
+    the logarithms keeps empty and solid rays finite without clamping, so a nearly empty ray in the mask still
+    gets a (bounded) gradient.
+    """
+    mask = mask.to(opacity.dtype)
+    return -(mask * torch.log(opacity + eps) + (1 - mask) * torch.log(1 - opacity + eps)).mean()

@@ -2,7 +2,8 @@
 
 One training step = one sample (batch 1, as the official recipe): encode the source views (after view dropout),
 render the target patch's rays coarse-to-fine with stratified samples and density noise, and minimise
-``l1_coarse * L1(coarse) + l1_fine * L1(fine) + perceptual * VGG19(fine patch) + ssim * (1 - SSIM(fine patch))``.
+``l1_coarse * L1(coarse) + l1_fine * L1(fine) + perceptual * VGG19(fine patch) + ssim * (1 - SSIM(fine patch))
++ mask * (BCE(coarse opacity, mask) + BCE(fine opacity, mask))``.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ..errors import UserError
 from ..model.keypointnerf import KeypointNeRF
 from ..render.renderer import RenderConfig, render_image, render_pixels
 from .config import TrainConfig, config_from_dict, config_to_dict
-from .losses import VGGPerceptualLoss, dssim
+from .losses import VGGPerceptualLoss, dssim, silhouette_bce
 
 
 def first_item(batch: list[dict]) -> dict:
@@ -77,6 +78,10 @@ class KeypointNeRFTraining(L.LightningModule):
         target = sample["tgt_image"][:, pixels[:, 1], pixels[:, 0]].T          # (P, 3)
         losses = {"l1_coarse": F.l1_loss(out["rgb_coarse"], target), "l1_fine": F.l1_loss(out["rgb"], target)}
         total = self.cfg.loss.l1_coarse * losses["l1_coarse"] + self.cfg.loss.l1_fine * losses["l1_fine"]
+        if self.cfg.loss.mask > 0:
+            mask = sample["tgt_mask"][0, pixels[:, 1], pixels[:, 0]]                 # (P,)
+            losses["mask"] = silhouette_bce(out["opacity_coarse"], mask) + silhouette_bce(out["opacity"], mask)
+            total = total + self.cfg.loss.mask * losses["mask"]
         side = int(round(math.sqrt(len(pixels))))
         if side * side == len(pixels):   # the image terms need square patches (row-major)
             as_image = lambda rgb: rgb.T.reshape(1, 3, side, side)  # noqa: E731
