@@ -73,15 +73,23 @@ def test_weighted_mean_variance_by_hand():
     assert torch.allclose(out, torch.cat([mean, var]))
 
 
-def test_encoder_output_sizes_and_size_check(scene):
+def test_encoder_output_sizes_and_padding_of_other_sizes(scene):
     model = KeypointNeRF(ModelConfig())
     enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
     assert enc.geo_features.shape == (3, 64, 16, 16)        # H/8
     assert enc.highres_features.shape == (3, 8, 64, 64)     # H/2
     assert enc.tex_features.shape == (3, 8, 32, 32)         # H/4
-    with pytest.raises(ValueError, match="divisible by 128"):
-        model.encode(scene["images"][..., :120], scene["masks"][..., :120], scene["K"], scene["Rt"],
-                     scene["keypoints"])
+    # 120 x 100 views: encoded as if background were added at the right and bottom up to 128 x 128
+    images, masks = scene["images"][:, :, :100, :120], scene["masks"][:, :, :100, :120]
+    padded_images, padded_masks = torch.zeros_like(scene["images"]), torch.zeros_like(scene["masks"])
+    padded_images[:, :, :100, :120], padded_masks[:, :, :100, :120] = images, masks
+    enc = model.encode(images, masks, scene["K"], scene["Rt"], scene["keypoints"])
+    reference = model.encode(padded_images, padded_masks, scene["K"], scene["Rt"], scene["keypoints"])
+    assert enc.images.shape == (3, 3, 128, 128) and torch.equal(enc.masks, reference.masks)
+    assert torch.equal(enc.geo_features, reference.geo_features)
+    points = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.05, 0.5]])
+    directions = torch.tensor([[1.0, 0, 0]]).expand(2, 3)
+    assert torch.equal(model.query(enc, points, directions)["raw"], model.query(reference, points, directions)["raw"])
 
 
 def test_validity_is_the_visual_hull(scene):

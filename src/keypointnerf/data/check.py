@@ -11,7 +11,7 @@
   ``Rh`` (a missing params folder is only a warning: only orbit rendering needs it);
 * on a subset of frames (``frames_to_decode`` evenly spaced, or all with ``all_frames``), every camera's image
   decodes completely (a truncated JPEG is a problem), its masks decode with the image's size and their union is
-  not empty, and all images share one size whose downsampled size is divisible by 128.
+  not empty, and all images share one size.
 
 Each problem is a string ``"<file>: <problem>"``.
 """
@@ -60,7 +60,7 @@ def _evenly_spaced(items: list[int], count: int) -> list[int]:
 
 
 def check_subject(path: str | Path, downsample: float = 0.5, frames_to_decode: int = 4,
-                  all_frames: bool = False, size_multiple: int = 128) -> dict[str, Any]:
+                  all_frames: bool = False) -> dict[str, Any]:
     """Check one subject folder. Returns a JSON-ready summary with ``problems`` (list of
     ``"<file>: <problem>"``, at most 100 listed), ``problem_count`` and ``warnings``."""
     path = Path(path)
@@ -149,10 +149,6 @@ def check_subject(path: str | Path, downsample: float = 0.5, frames_to_decode: i
         summary["image_size"] = list(stored_size)
         prepared = (int(stored_size[0] * downsample), int(stored_size[1] * downsample))
         summary["prepared_size"] = list(prepared)
-        if size_multiple and (prepared[0] % size_multiple or prepared[1] % size_multiple):
-            report.problem(f"{subject.image_path(frames[0], 0)}: image size {stored_size[1]}x{stored_size[0]} "
-                           f"becomes {prepared[1]}x{prepared[0]} after downsampling by {downsample:g}, not "
-                           f"divisible by {size_multiple} as the model requires")
 
     # --- keypoints in front of and inside every camera (undistorted pinhole at stored resolution)
     if stored_size is not None and keypoints:
@@ -216,13 +212,13 @@ def _finish(summary: dict[str, Any], report: _Report) -> dict[str, Any]:
     return summary
 
 
-def check_data(path: str | Path, downsample: float = 0.5, frames_to_decode: int = 4, all_frames: bool = False,
-               size_multiple: int = 128) -> dict[str, Any]:
+def check_data(path: str | Path, downsample: float = 0.5, frames_to_decode: int = 4,
+               all_frames: bool = False) -> dict[str, Any]:
     """Check a subject folder or a folder of subjects. Returns ``{"path", "ok", "problem_count",
     "subjects": [per-subject summaries]}``; ``ok`` is True when no subject has a problem."""
     subjects = discover_subjects(path)
-    results = [check_subject(s, downsample=downsample, frames_to_decode=frames_to_decode, all_frames=all_frames,
-                             size_multiple=size_multiple) for s in subjects]
+    results = [check_subject(s, downsample=downsample, frames_to_decode=frames_to_decode, all_frames=all_frames)
+               for s in subjects]
     total = sum(r["problem_count"] for r in results)
     summary: dict[str, Any] = {"path": str(path), "ok": True, "problem_count": total, "subjects": results}
     split_path = Path(path) / SPLIT_FILE

@@ -9,7 +9,12 @@ Two kinds of protocol:
   [...]}``; every frame of a subject is used; the cameras are the protocol's 0, 7, 15 / 3, 5, ... when the set
   has enough of them.
 
-``"auto"`` picks ``split`` when the data root holds ``split.json``, else ``zju_nhp``.
+* ``"all"`` — any other set (own captures, people from another generator): every subject folder found is
+  both a train and a test subject, every frame.
+
+``"auto"`` picks ``split`` when the data root holds ``split.json``, else ``zju_nhp`` when a subject folder
+is named after a ZJU-MoCap subject (``CoreView_313``, ``313``; the missing ones are then an error), else
+``all``.
 
 Frame ranges are *positions* in a subject's frame list (``ZJUSubject.frames``, the order of ``annots.npy``),
 Python-slice style (stop exclusive), as the reference implementation indexes them; for subjects 313/315 the
@@ -35,7 +40,7 @@ from torch.utils.data import Dataset
 from ..errors import UserError
 from .zju import ZJUSubject, discover_subjects
 
-PROTOCOL_NAMES = ("auto", "zju_nhp", "split")
+PROTOCOL_NAMES = ("auto", "zju_nhp", "split", "all")
 SPLIT_FILE = "split.json"
 DEFAULT_INPUT_CAMS = (0, 7, 15)
 DEFAULT_TARGET_CAMS = (3, 5, 10, 12, 18, 20)
@@ -111,10 +116,29 @@ def split_file_protocol(data_root: str | Path, test_frame_step: int = 1) -> Prot
                     data_root=Path(data_root))
 
 
+def all_subjects_protocol(data_root: str | Path) -> Protocol:
+    """Every subject folder under ``data_root`` (or ``data_root`` itself) for training and testing, all frames."""
+    names = [p.name for p in discover_subjects(data_root)]
+    return Protocol(name="all", train={n: FrameRange() for n in names}, test={n: FrameRange() for n in names},
+                    data_root=Path(data_root))
+
+
+def _holds_zju_subjects(data_root: str | Path) -> bool:
+    protocol = zju_nhp_protocol()
+    zju_ids = {_subject_id(name) for name in (*protocol.train, *protocol.test)}
+    return any(_subject_id(p.name) in zju_ids for p in discover_subjects(data_root))
+
+
 def load_protocol(name: str, data_root: str | Path) -> Protocol:
-    """``"zju_nhp"``, ``"split"`` (reads ``split.json``) or ``"auto"`` (``split`` when split.json exists)."""
+    """``"zju_nhp"``, ``"split"`` (reads ``split.json``), ``"all"`` or ``"auto"``: ``split`` when split.json
+    exists, else ``zju_nhp`` when a folder is named after a ZJU-MoCap subject, else ``all``."""
     if name == "auto":
-        name = "split" if (Path(data_root) / SPLIT_FILE).is_file() else "zju_nhp"
+        if (Path(data_root) / SPLIT_FILE).is_file():
+            name = "split"
+        else:
+            name = "zju_nhp" if _holds_zju_subjects(data_root) else "all"
+    if name == "all":
+        return all_subjects_protocol(data_root)
     if name == "zju_nhp":
         protocol = zju_nhp_protocol()
         protocol.data_root = Path(data_root)
@@ -229,11 +253,11 @@ def patch_pixels(mask: np.ndarray, patch_size: int, rng: np.random.Generator) ->
 
 def open_subjects(data_root: str | Path, names: Sequence[str], **reader_kwargs) -> dict[str, ZJUSubject]:
     """``{protocol name: ZJUSubject}`` for ``names`` under ``data_root`` (reader options passed through).
-    Fails early (UserError) when a subject's downsampled image size is not divisible by ``size_multiple``."""
+    Fails early (UserError) on an unreadable first image, or a size not divisible by ``size_multiple`` if set."""
     folders = resolve_subject_folders(data_root, names)
     subjects = {name: ZJUSubject(folder, **reader_kwargs) for name, folder in folders.items()}
     for subject in subjects.values():
-        subject.image_size  # reads one image header; raises when the size does not fit the model
+        subject.image_size  # reads one image header: a broken set fails here, not mid-run
     return subjects
 
 
@@ -260,7 +284,7 @@ class TrainDataset(Dataset):
     def __init__(self, data_root: str | Path, protocol: Protocol | str = "auto", downsample: float = 0.5,
                  patch_size: int = 64, num_sources: int = 3, cameras: Sequence[int] | None = None,
                  subjects: Sequence[str] | None = None, seed: int | None = None, cache_mb: float = 1024,
-                 size_multiple: int | None = 128):
+                 size_multiple: int | None = None):
         self.protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol, data_root)
         names = list(subjects) if subjects is not None else list(self.protocol.train)
         unknown = [n for n in names if n not in self.protocol.train]
@@ -332,7 +356,7 @@ class TestDataset(Dataset):
     def __init__(self, data_root: str | Path, protocol: Protocol | str = "auto", downsample: float = 0.5,
                  input_cams: Sequence[int] | None = None, target_cams: Sequence[int] | None = None,
                  frame_step: int | None = None, subjects: Sequence[str] | None = None, cache_mb: float = 1024,
-                 size_multiple: int | None = 128):
+                 size_multiple: int | None = None):
         self.protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol, data_root)
         names = list(subjects) if subjects is not None else list(self.protocol.test)
         unknown = [n for n in names if n not in self.protocol.test]

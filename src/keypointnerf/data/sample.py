@@ -17,6 +17,6 @@ Lightning data loaders add a leading batch dimension of 1. Cameras are OpenCV pi
                               absent = the whole image
     meta        dict          subject (str), frame (int), src_cams (list[int]), tgt_cam (int)
 
-Source images and masks of one sample share one size H x W, divisible by 128 (the geometry encoder's
-requirement); the target may have another size.
+Source images and masks of one sample share one size H x W (any size: the model pads them for its encoders);
+the target may have another size.
 """

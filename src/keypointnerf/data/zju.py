@@ -16,9 +16,9 @@ position in that list (as Neural Human Performer does).
 
 Views are prepared as the reference pipeline does: read, undistort with K, D (bilinear for images, nearest for
 masks), downsample by ``downsample`` (area for images, nearest for masks; ``K[:2] *= downsample``, no
-half-pixel correction), zero the background. Downsampled sizes not divisible by ``size_multiple`` (128, the
-geometry encoder's requirement) raise a UserError: the reader never crops, and does not pad either (padding
-would change what the evaluation measures).
+half-pixel correction), zero the background. The reader never crops or pads (the model pads source views
+for its encoders; padding targets would change what the evaluation measures); with ``size_multiple`` set,
+downsampled sizes not divisible by it raise a UserError.
 
 Cameras are OpenCV: ``x_cam = R x_world + t`` with t in metres (``T / 1000``), ``(u, v) ~ K x_cam``.
 """
@@ -191,7 +191,7 @@ class ZJUSubject:
         path, name, num_cameras, frames (list[int], annots order), downsample.
     """
 
-    def __init__(self, path: str | Path, downsample: float = 0.5, size_multiple: int | None = 128,
+    def __init__(self, path: str | Path, downsample: float = 0.5, size_multiple: int | None = None,
                  body_fit: str = "auto", cache_mb: float = 1024, undistort: bool = True):
         self.path = Path(path)
         self.name = self.path.name

@@ -49,8 +49,9 @@ def register(subparsers) -> None:
     parser.add_argument("--split", default="test", choices=("test", "train"),
                         help="test (default) or train: the protocol's training frames seen from its test cameras")
     parser.add_argument("--protocol", default="auto", choices=PROTOCOL_NAMES,
-                        help="zju_nhp (the paper's split), split (split.json at PATH), auto = split when "
-                             "split.json exists (default)")
+                        help="zju_nhp (the paper's split), split (split.json at PATH), all (every subject "
+                             "and frame at PATH), auto = split when split.json exists, else zju_nhp when a "
+                             "folder is named after a ZJU-MoCap subject, else all (default)")
     parser.add_argument("--frame-step", type=int, metavar="N",
                         help="use every N-th frame instead of the protocol's step (every 30th for zju_nhp)")
     parser.add_argument("--max-images", type=int, metavar="N", help="stop after the first N images")
@@ -161,8 +162,7 @@ def run(args) -> int:
         # the train frames seen from the protocol's test cameras: the same data set over another frame list
         protocol = dataclasses.replace(protocol, test=dict(protocol.train))
     model, _, info = load_model(checkpoint, device)
-    dataset = TestDataset(data, protocol, downsample=args.downsample, frame_step=args.frame_step,
-                          size_multiple=model.cfg.size_multiple)
+    dataset = TestDataset(data, protocol, downsample=args.downsample, frame_step=args.frame_step)
     count = len(dataset) if args.max_images is None else min(len(dataset), args.max_images)
     _check_views(dataset, count)
     overrides = {k: v for k, v in (("coarse_samples", args.coarse_samples),

@@ -83,14 +83,19 @@ class KeypointNeRF(nn.Module):
         """Run the image encoders on V source views.
 
         images (V, 3, H, W) in [0, 1] with background 0; masks (V, 1, H, W); K (V, 3, 3); Rt (V, 3, 4);
-        keypoints (K, 3) world metres. H and W must be multiples of ``cfg.size_multiple`` (128 officially).
+        keypoints (K, 3) world metres. The encoders need H and W divisible by ``cfg.size_multiple`` (128
+        officially); other sizes are padded with background at the right and bottom, which keeps every pixel
+        coordinate (and K) as it is. The encoding then describes the padded views: the frustum test and the
+        border fade of the view weights refer to the padded frame, where beyond the real edge the mask is 0.
         """
         views, _, height, width = images.shape
-        multiple = self.cfg.size_multiple
-        if height % multiple or width % multiple:
-            raise ValueError(f"source images are {height}x{width}; the encoders need sizes divisible by {multiple}")
         if masks.shape != (views, 1, height, width):
             raise ValueError(f"masks have shape {tuple(masks.shape)}, expected {(views, 1, height, width)}")
+        multiple = self.cfg.size_multiple
+        pad_bottom, pad_right = -height % multiple, -width % multiple
+        if pad_bottom or pad_right:
+            images = F.pad(images, (0, pad_right, 0, pad_bottom))
+            masks = F.pad(masks, (0, pad_right, 0, pad_bottom))
         images, masks, K, Rt, keypoints = (t.float() for t in (images, masks, K, Rt, keypoints))
         # pool first, then normalise: the official order (the other order moves densities by ~1e-4)
         pooled = F.avg_pool2d(images, self.cfg.image_pool) if self.cfg.image_pool > 1 else images

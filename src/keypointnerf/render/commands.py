@@ -144,12 +144,12 @@ def check_cameras(subject, cams: list[int], option: str) -> None:
 
 
 def load_checked_model(checkpoint, device, subject):
-    """Load the model and check the subject's image size fits its encoders -> (model, info)."""
+    """Load the model and read the subject's image size (an unreadable image fails before any work)
+    -> (model, info)."""
     from ..model.checkpoint import load_model
 
     model, _, info = load_model(checkpoint, device)
-    subject.size_multiple = model.cfg.size_multiple
-    subject.image_size   # raises a UserError naming the size and the required multiple
+    subject.image_size
     return model, info
 
 

@@ -126,7 +126,7 @@ def _check_data(cfg) -> None:
     from ..data.protocol import TrainDataset
     data = cfg.data
     dataset = TrainDataset(root, data.protocol, downsample=data.downsample, patch_size=data.patch_size,
-                           num_sources=data.num_sources, cache_mb=16, size_multiple=cfg.model.size_multiple)
+                           num_sources=data.num_sources, cache_mb=16)
     if len(dataset) == 0:
         raise UserError(f"--data {root}: no training frames")
 

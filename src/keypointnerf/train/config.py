@@ -19,7 +19,7 @@ from ..render.renderer import RenderConfig
 @dataclass
 class DataConfig:
     root: str = ""                 # a subject folder or a folder of subjects (ZJU-MoCap layout)
-    protocol: str = "auto"         # auto | zju_nhp | split (see keypointnerf.data.protocol)
+    protocol: str = "auto"         # auto | zju_nhp | split | all (see keypointnerf.data.protocol)
     downsample: float = 0.5        # the reader's image scale (ZJU: 1024 -> 512)
     patch_size: int = 64           # target patch side in pixels, centred on a random foreground pixel
     num_sources: int = 3

@@ -137,7 +137,7 @@ class KeypointNeRFTraining(L.LightningModule):
         if self._val_sample is None:
             try:
                 dataset = TestDataset(self.cfg.data.root, self.cfg.data.protocol, downsample=self.cfg.data.downsample,
-                                      cache_mb=64, size_multiple=self.cfg.model.size_multiple)
+                                      cache_mb=64)
             except Exception as exc:  # noqa: BLE001 - monitoring must never stop training
                 rank_zero_warn(f"validation view disabled: {exc}")
                 self.cfg.val_every_steps = 0
@@ -187,8 +187,7 @@ class TrainData(L.LightningDataModule):
             data = self.cfg.data
             self.dataset = TrainDataset(data.root, data.protocol, downsample=data.downsample,
                                         patch_size=data.patch_size, num_sources=data.num_sources,
-                                        seed=self.cfg.seed, cache_mb=data.cache_mb,
-                                        size_multiple=self.cfg.model.size_multiple)
+                                        seed=self.cfg.seed, cache_mb=data.cache_mb)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
