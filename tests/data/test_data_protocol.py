@@ -61,12 +61,13 @@ def test_split_protocol_and_subject_resolution(synth_root, zju_root, tmp_path):
     others = tmp_path / "others"
     make_subject(others, name="person_a", cameras=4, frames=2, size=128)
     make_subject(others, name="person_b", cameras=4, frames=1, size=128)
+    make_subject(others, name="synth_392", cameras=4, frames=1, size=128)     # a number is not a ZJU name
     protocol = load_protocol("auto", others)
-    assert protocol.name == "all" and list(protocol.train) == list(protocol.test) == ["person_a", "person_b"]
+    assert protocol.name == "all" and list(protocol.train) == list(protocol.test) == ["person_a", "person_b", "synth_392"]
     assert protocol.test["person_a"] == FrameRange()
     assert load_protocol("all", others / "person_b").test == {"person_b": FrameRange()}
     # one ZJU-MoCap subject present: the paper's split, whose missing subjects are an error later
-    make_subject(others, name="CoreView_387", cameras=4, frames=1, size=128)
+    make_subject(others, name="387", cameras=4, frames=1, size=128)
     assert load_protocol("auto", others).name == "zju_nhp"
     assert resolve_subject_folders(zju_root, ["CoreView_387"])["CoreView_387"].name == "CoreView_387"
     make_subject(tmp_path, name="393", cameras=4, frames=1, size=128)

@@ -124,9 +124,12 @@ def all_subjects_protocol(data_root: str | Path) -> Protocol:
 
 
 def _holds_zju_subjects(data_root: str | Path) -> bool:
+    """Whether a subject folder is named exactly after a ZJU-MoCap protocol subject (``CoreView_313`` or ``313``;
+    not ``person_313``)."""
     protocol = zju_nhp_protocol()
-    zju_ids = {_subject_id(name) for name in (*protocol.train, *protocol.test)}
-    return any(_subject_id(p.name) in zju_ids for p in discover_subjects(data_root))
+    names = {*protocol.train, *protocol.test}
+    names |= {_subject_id(name) for name in names}
+    return any(p.name in names for p in discover_subjects(data_root))
 
 
 def load_protocol(name: str, data_root: str | Path) -> Protocol:
