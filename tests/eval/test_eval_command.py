@@ -98,12 +98,14 @@ def test_eval_end_to_end(checkpoint, data_root, lpips_file, tmp_path, capsys, mo
     (out / "notes.txt").write_text("mine")
     # (and --checkpoint given as the folder holding model.ckpt, as for a run folder)
     assert run_eval(checkpoint.parent, data_root, out, "--force", "--max-images", "1", "--no-images",
-                    "--lpips-weights", str(lpips_file), "--coarse-samples", "4", "--fine-samples", "0") == 0
+                    "--lpips-weights", str(lpips_file), "--coarse-samples", "4", "--fine-samples", "0",
+                    "--supersample", "2") == 0
     assert "LPIPS skipped" not in capsys.readouterr().out
     report = json.loads((out / "metrics.json").read_text())
     assert report["mean"]["count"] == 1 and report["mean"]["lpips"] > 0
     assert report["checkpoint"] == str(checkpoint)
     assert report["render_config"]["coarse_samples"] == 4 and report["render_config"]["fine_samples"] == 0
+    assert report["render_config"]["supersample"] == 2
     assert (out / "notes.txt").read_text() == "mine" and list((out / "images").iterdir()) == []
 
 
@@ -132,6 +134,8 @@ def test_refuses_missing_inputs_and_wrong_checkpoints(checkpoint, data_root, tmp
     assert "absent.pth" in capsys.readouterr().err
     assert run_eval(checkpoint, data_root, out, "--split", "train") != 0   # split.json lists no train subject
     assert "no train subjects" in capsys.readouterr().err
+    assert run_eval(checkpoint, data_root, out, "--supersample", "0") != 0
+    assert "--supersample must be >= 1, got 0" in capsys.readouterr().err
     assert not out.exists()   # nothing written by a refused run
 
 

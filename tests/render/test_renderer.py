@@ -8,7 +8,7 @@ from keypointnerf.model import KeypointNeRF, model_preset
 from keypointnerf.render.composite import composite, compositing_weights
 from keypointnerf.render.rays import (camera_rays, near_far, pixel_grid, rays_meet_silhouettes,
                                      silhouette_rectangles)
-from keypointnerf.render.renderer import RenderConfig, RenderStats, render_image, render_pixels
+from keypointnerf.render.renderer import RenderConfig, RenderStats, render_image, render_pixels, subpixel_offsets
 from keypointnerf.render.sampling import coarse_depths, importance_depths
 
 K = torch.tensor([[100.0, 0, 50], [0, 100.0, 40], [0, 0, 1]])
@@ -93,6 +93,35 @@ def test_culled_renderer_equals_plain_renderer(small_model_and_scene):
         assert torch.allclose(fast[key], plain[key], atol=2e-5), key
     # and it did far less work
     assert fast_stats.geometry_evaluations < plain_stats.geometry_evaluations / 4
+
+
+def test_subpixel_offsets_by_hand():
+    assert subpixel_offsets(1).tolist() == [[0.0, 0.0]]
+    assert subpixel_offsets(2).tolist() == [[-0.25, -0.25], [0.25, -0.25], [-0.25, 0.25], [0.25, 0.25]]
+    assert torch.allclose(subpixel_offsets(3)[:3, 0], torch.tensor([-1 / 3, 0.0, 1 / 3]))
+
+
+def test_supersampling_averages_renders_of_shifted_pixel_grids(small_model_and_scene):
+    model, scene, enc = small_model_and_scene
+    K = scene["tgt_K"].clone()
+    K[:2] *= 32 / 128
+    args = (model, enc, K, scene["tgt_Rt"], 32, 32, scene["bounds"])
+    single = render_image(*args, RenderConfig(supersample=1))
+    assert torch.equal(single["rgb"], render_image(*args)["rgb"])
+    super2 = render_image(*args, RenderConfig(supersample=2))
+    # the ray through pixel (u + du, v + dv) of K is the ray through (u, v) of K with its centre moved by -du, -dv
+    shifted = []
+    for du, dv in subpixel_offsets(2).tolist():
+        moved = K.clone()
+        moved[0, 2] -= du
+        moved[1, 2] -= dv
+        shifted.append(render_image(model, enc, moved, scene["tgt_Rt"], 32, 32, scene["bounds"]))
+    for key in ("rgb", "opacity", "depth"):
+        assert torch.allclose(super2[key], torch.stack([r[key] for r in shifted]).mean(0), atol=1e-5), key
+    assert torch.equal(super2["hits_box"], torch.stack([r["hits_box"] for r in shifted]).any(0))
+    assert not torch.allclose(super2["rgb"], single["rgb"], atol=1e-3)    # edges differ: it did something
+    with pytest.raises(ValueError, match="supersample"):
+        render_image(*args, RenderConfig(supersample=0))
 
 
 def test_rendering_is_independent_of_chunking_and_pixel_order(small_model_and_scene):

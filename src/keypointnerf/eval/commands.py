@@ -17,6 +17,7 @@ from ..configio import atomic_write_text, to_dict
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
 from ..paths import check_out_dir
+from ..render.commands import add_sampling_arguments, sampling_option_minimums, sampling_overrides
 
 METRICS_FILE = "metrics.json"
 IMAGES_DIR = "images"
@@ -64,10 +65,7 @@ def register(subparsers) -> None:
     parser.add_argument("--lpips-weights", metavar="FILE",
                         help="torch state dict with VGG16 'features.*' (torchvision layout) and LPIPS "
                              "'lin0..lin4' (the lpips package's vgg.pth layout); without it LPIPS is skipped")
-    parser.add_argument("--coarse-samples", type=int, metavar="N",
-                        help="coarse samples per ray (default: the checkpoint's setting)")
-    parser.add_argument("--fine-samples", type=int, metavar="N",
-                        help="fine samples per ray (default: the checkpoint's setting)")
+    add_sampling_arguments(parser)
     parser.add_argument("--no-images", action="store_true", help="write metrics.json only")
     parser.set_defaults(func=run)
 
@@ -75,7 +73,7 @@ def register(subparsers) -> None:
 # ------------------------------------------------------------------------------------------------ checks
 def _check_options(args) -> None:
     for name, value, low in (("--frame-step", args.frame_step, 1), ("--max-images", args.max_images, 1),
-                             ("--coarse-samples", args.coarse_samples, 1), ("--fine-samples", args.fine_samples, 0)):
+                             *sampling_option_minimums(args)):
         if value is not None and value < low:
             raise UserError(f"{name} must be >= {low}, got {value}")
     if not 0 < args.downsample <= 1:
@@ -165,9 +163,7 @@ def run(args) -> int:
     dataset = TestDataset(data, protocol, downsample=args.downsample, frame_step=args.frame_step)
     count = len(dataset) if args.max_images is None else min(len(dataset), args.max_images)
     _check_views(dataset, count)
-    overrides = {k: v for k, v in (("coarse_samples", args.coarse_samples),
-                                   ("fine_samples", args.fine_samples)) if v is not None}
-    render_cfg = RenderConfig.for_checkpoint(info, **overrides)
+    render_cfg = RenderConfig.for_checkpoint(info, **sampling_overrides(args))
 
     out.mkdir(parents=True, exist_ok=True)
     _clear_previous_outputs(out)

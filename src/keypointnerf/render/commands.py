@@ -70,10 +70,7 @@ def register(subparsers) -> None:
                         help="also write <name>_opacity.png: accumulated opacity as greyscale (white = opaque)")
     parser.add_argument("--downsample", type=float, default=0.5,
                         help="image scale read from disk (default 0.5: ZJU-MoCap's 1024 px -> 512 px)")
-    parser.add_argument("--coarse-samples", type=int, metavar="N",
-                        help="coarse samples per ray (default: the checkpoint's setting)")
-    parser.add_argument("--fine-samples", type=int, metavar="N",
-                        help="fine samples per ray (default: the checkpoint's setting)")
+    add_sampling_arguments(parser)
     parser.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (new or empty)")
     parser.add_argument("--force", action="store_true",
                         help="write into a non-empty DIR: overwrites the files this run writes; nothing is "
@@ -143,6 +140,29 @@ def check_cameras(subject, cams: list[int], option: str) -> None:
                         f"{subject.num_cameras} cameras, 0 to {subject.num_cameras - 1}")
 
 
+def add_sampling_arguments(parser) -> None:
+    """``--coarse-samples``, ``--fine-samples`` and ``--supersample`` (shared by render, eval)."""
+    parser.add_argument("--coarse-samples", type=int, metavar="N",
+                        help="coarse samples per ray (default: the checkpoint's setting)")
+    parser.add_argument("--fine-samples", type=int, metavar="N",
+                        help="fine samples per ray (default: the checkpoint's setting)")
+    parser.add_argument("--supersample", type=int, metavar="N",
+                        help="N x N rays per pixel, averaged: anti-aliased edges for N^2 times the work "
+                             "(default 1)")
+
+
+def sampling_option_minimums(args) -> tuple:
+    """(option, value, minimum) of the sampling options, for the verbs' option checks."""
+    return (("--coarse-samples", args.coarse_samples, 1), ("--fine-samples", args.fine_samples, 0),
+            ("--supersample", args.supersample, 1))
+
+
+def sampling_overrides(args) -> dict:
+    """The sampling options given on the command line, as RenderConfig fields."""
+    return {k: v for k, v in (("coarse_samples", args.coarse_samples), ("fine_samples", args.fine_samples),
+                              ("supersample", args.supersample)) if v is not None}
+
+
 def load_checked_model(checkpoint, device, subject):
     """Load the model and read the subject's image size (an unreadable image fails before any work)
     -> (model, info)."""
@@ -191,7 +211,7 @@ def scaled_camera(K: np.ndarray, size: tuple[int, int], resolution: int | None) 
 # ----------------------------------------------------------------------------------------------- the verb
 def _check_options(args) -> None:
     for name, value, low in (("--orbit", args.orbit, 1), ("--resolution", args.resolution, 1),
-                             ("--coarse-samples", args.coarse_samples, 1), ("--fine-samples", args.fine_samples, 0)):
+                             *sampling_option_minimums(args)):
         if value is not None and value < low:
             raise UserError(f"{name} must be >= {low}, got {value}")
     if not args.fps > 0:
@@ -246,9 +266,7 @@ def run(args) -> int:
     from .video import VideoWriter, depth_to_color, source_strip, write_png
 
     model, info = load_checked_model(checkpoint, device, subject)
-    overrides = {k: v for k, v in (("coarse_samples", args.coarse_samples),
-                                   ("fine_samples", args.fine_samples)) if v is not None}
-    cfg = RenderConfig.for_checkpoint(info, **overrides)
+    cfg = RenderConfig.for_checkpoint(info, **sampling_overrides(args))
     enc, source_images, keypoints, bounds = encode_sources(model, subject, frame, sources, device)
     size = subject.image_size
 

@@ -32,6 +32,7 @@ class RenderConfig:
     box_rays_only: bool = False     # True: rays that miss the box stay empty (the official code traces them)
     stratified: bool = False        # jitter coarse samples (training)
     density_noise_std: float = 0.0  # noise added to the raw density (training)
+    supersample: int = 1            # render_image: n x n rays per pixel, averaged (anti-aliasing; n^2 x the work)
 
     @classmethod
     def for_checkpoint(cls, info: dict, **overrides) -> "RenderConfig":
@@ -229,14 +230,38 @@ def render_pixels(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt:
     return full
 
 
+def subpixel_offsets(n: int) -> torch.Tensor:
+    """(n*n, 2) (du, dv) offsets in pixels of an n x n grid of rays centred on the pixel's ray: the centres of
+    n x n equal cells of the pixel's footprint [-0.5, 0.5]^2 (n = 2: +-0.25; n = 3: -1/3, 0, 1/3)."""
+    steps = (torch.arange(n, dtype=torch.float32) + 0.5) / n - 0.5
+    dv, du = torch.meshgrid(steps, steps, indexing="ij")
+    return torch.stack([du.reshape(-1), dv.reshape(-1)], dim=-1)
+
+
 def render_image(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt: torch.Tensor, height: int,
                  width: int, bounds: torch.Tensor, cfg: RenderConfig | None = None,
                  stats: RenderStats | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
     """Render a whole (height x width) image -> ``rgb`` (3, H, W), ``opacity`` (1, H, W), ``depth`` (1, H, W)
-    (metres along the ray), the ``_coarse`` counterparts, ``aux`` (1, H, W) and ``hits_box`` (H, W) bool."""
+    (metres along the ray), the ``_coarse`` counterparts, ``aux`` (1, H, W) and ``hits_box`` (H, W) bool.
+
+    With ``cfg.supersample`` n > 1 each pixel is the mean of n x n rays spread over its footprint
+    (:func:`subpixel_offsets`; ``hits_box``: any of them), as a camera integrates light over a pixel and as a
+    downsampled photo's pixels are area averages: edges come out anti-aliased instead of stair-stepped.
+    """
+    cfg = cfg or RenderConfig()
+    samples = int(cfg.supersample)
+    if samples < 1:
+        raise ValueError(f"supersample must be >= 1, got {samples}")
     pixels = pixel_grid(height, width, device=enc.images.device)
+    if samples > 1:
+        offsets = subpixel_offsets(samples).to(pixels.device)
+        pixels = (pixels[None].float() + offsets[:, None]).reshape(-1, 2)
     with torch.inference_mode():
         flat = render_pixels(model, enc, K, Rt, pixels, bounds, cfg, stats=stats, progress=progress)
+    if samples > 1:
+        flat = {key: value.reshape(samples * samples, height * width, *value.shape[1:])
+                for key, value in flat.items()}
+        flat = {key: value.any(0) if key == "hits_box" else value.mean(0) for key, value in flat.items()}
     images = {}
     for key, value in flat.items():
         if value.dim() == 2:
