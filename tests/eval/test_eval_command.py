@@ -151,13 +151,14 @@ def test_train_split_uses_the_protocol_train_frames(checkpoint, tmp_path):
     assert [r["subject"] for r in report["images"]] == ["A"] and list(report["per_subject"]) == ["A"]
 
 
-def test_a_set_from_elsewhere_is_evaluated_whole_at_its_own_image_size(checkpoint, tmp_path):
+def test_a_set_from_elsewhere_is_evaluated_whole_at_its_own_image_size(checkpoint, tmp_path, capsys):
     # no split.json, folder names of no ZJU-MoCap subject, 120 x 120 views (not a multiple of 128)
     root = tmp_path / "data"
     make_subject(root, name="person_a", cameras=5, frames=2, size=120)
     make_subject(root, name="person_b", cameras=5, frames=1, size=120)
     out = tmp_path / "out"
     assert run_eval(checkpoint, root, out, "--frame-step", "2") == 0
+    assert "protocol 'all'" in capsys.readouterr().out
     report = json.loads((out / "metrics.json").read_text())
     assert report["protocol"]["name"] == "all"
     # every subject, every 2nd frame, 5 cameras: inputs 0, 2, 3 (evenly spaced), targets 1 and 4

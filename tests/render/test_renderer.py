@@ -116,9 +116,14 @@ def test_supersampling_averages_renders_of_shifted_pixel_grids(small_model_and_s
         moved[0, 2] -= du
         moved[1, 2] -= dv
         shifted.append(render_image(model, enc, moved, scene["tgt_Rt"], 32, 32, scene["bounds"]))
-    for key in ("rgb", "opacity", "depth"):
-        assert torch.allclose(super2[key], torch.stack([r[key] for r in shifted]).mean(0), atol=1e-5), key
-    assert torch.equal(super2["hits_box"], torch.stack([r["hits_box"] for r in shifted]).any(0))
+    stacked = {key: torch.stack([r[key] for r in shifted]) for key in shifted[0]}
+    for key in ("rgb", "opacity", "rgb_coarse"):
+        assert torch.allclose(super2[key], stacked[key].mean(0), atol=1e-5), key
+    # depth is per unit opacity: weighted by the sub-rays' opacities, so empty sub-rays do not pull it to 0
+    weighted = (stacked["depth"] * stacked["opacity"]).sum(0) / (stacked["opacity"].sum(0) + 1e-8)
+    assert torch.allclose(super2["depth"], weighted, atol=1e-4)
+    assert ((super2["depth"] - stacked["depth"].mean(0)).abs() > 1e-2).any()    # which a plain mean is not
+    assert torch.equal(super2["hits_box"], stacked["hits_box"].any(0))
     assert not torch.allclose(super2["rgb"], single["rgb"], atol=1e-3)    # edges differ: it did something
     with pytest.raises(ValueError, match="supersample"):
         render_image(*args, RenderConfig(supersample=0))

@@ -238,6 +238,9 @@ def test_bad_input_stops_before_any_work(synth_set, tmp_path, capsys):
     assert "optim.lr_final=nan: must be a finite, positive learning rate" in capsys.readouterr().err
     assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"), "--set", "loss.ssim=-1"]) == 2
     assert "loss.ssim=-1.0: a loss weight must be finite and >= 0" in capsys.readouterr().err
+    assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"),
+                            "--set", "render.supersample=2"]) == 2
+    assert "render.supersample=2: training renders one ray per pixel" in capsys.readouterr().err
     assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"), "--set", "loss.mask=nan"]) == 2
     assert "loss.mask=nan: a loss weight must be finite and >= 0" in capsys.readouterr().err
     assert not (tmp_path / "r5").exists()

@@ -19,11 +19,11 @@ def register(subparsers) -> None:
                     "annots.npy and params load without running code, frame lists agree across cameras, masks, "
                     "joints3d and vertices, arrays have the right shapes and finite values, keypoints project "
                     "inside every image, and images and masks decode (on a few evenly spaced frames unless "
-                    "--all-frames) with non-empty masks and a size the model accepts. Prints a JSON summary to "
+                    "--all-frames) with non-empty masks and one size per subject. Prints a JSON summary to "
                     "stdout and every problem, naming its file, to stderr; exits 0 when usable, 1 otherwise.")
     check.add_argument("path", metavar="PATH", help="subject folder (holds annots.npy) or a folder of subjects")
     check.add_argument("--downsample", type=float, default=0.5,
-                       help="the downsampling the reader will apply (default 0.5), for the image size check")
+                       help="the downsampling the reader will apply (default 0.5): the summary's prepared_size")
     check.add_argument("--frames", type=int, default=4, metavar="N",
                        help="decode images and masks of N evenly spaced frames per subject (default 4)")
     check.add_argument("--all-frames", action="store_true", help="decode images and masks of every frame")

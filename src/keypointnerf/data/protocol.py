@@ -278,7 +278,7 @@ class TrainDataset(Dataset):
 
     Args:
         data_root: a subject folder or a folder of subjects.
-        protocol: a :class:`Protocol` or a name (``auto``, ``zju_nhp``, ``split``).
+        protocol: a :class:`Protocol` or a name (``auto``, ``zju_nhp``, ``split``, ``all``).
         cameras: the cameras allowed as sources/targets (None = all of each subject's cameras).
         subjects: restrict to these protocol subject names (None = all train subjects of the protocol).
         downsample, cache_mb, size_multiple: passed to :class:`ZJUSubject`.

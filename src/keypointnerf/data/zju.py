@@ -369,7 +369,7 @@ class ZJUSubject:
         if m and (size[0] % m or size[1] % m):
             raise UserError(
                 f"{source}: image size {size[1]}x{size[0]} (width x height) after downsampling by "
-                f"{self.downsample:g} is not divisible by {m}, which the geometry encoder requires; choose "
+                f"{self.downsample:g} is not divisible by {m}, as required here; choose "
                 f"another downsampling factor or store images whose sides are multiples of {m / self.downsample:g}")
 
     def camera(self, cam: int) -> tuple[np.ndarray, np.ndarray]:

@@ -154,6 +154,9 @@ def run(args) -> int:
 
     lpips = load_lpips(args.lpips_weights, device) if args.lpips_weights else None
     protocol = load_protocol(args.protocol, data)
+    if args.protocol == "auto" and protocol.name == "all":
+        print(f"protocol 'all': {data} has no split.json and no ZJU-MoCap subject folder, so every subject and "
+              f"frame is tested ({', '.join(protocol.test)}); --frame-step N thins the frames")
     if args.split == "train":
         if not protocol.train:
             raise UserError(f"protocol {protocol.name} has no train subjects")

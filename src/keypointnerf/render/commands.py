@@ -104,7 +104,7 @@ def _describe_numbers(values: list[int]) -> str:
 
 
 def open_subject(data: str | Path, downsample: float):
-    """The ZJUSubject of ``--data`` (size check deferred until the model's requirement is known)."""
+    """The ZJUSubject of ``--data`` (its images are read later, by ``load_checked_model``)."""
     from ..data.zju import ZJUSubject
 
     if not 0 < downsample <= 1:

@@ -230,6 +230,10 @@ def render_pixels(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt:
     return full
 
 
+# outputs normalised by a ray's opacity, and the opacity that weights them when sub-rays are averaged
+_PER_OPACITY = {"depth": "opacity", "aux": "opacity", "depth_coarse": "opacity_coarse"}
+
+
 def subpixel_offsets(n: int) -> torch.Tensor:
     """(n*n, 2) (du, dv) offsets in pixels of an n x n grid of rays centred on the pixel's ray: the centres of
     n x n equal cells of the pixel's footprint [-0.5, 0.5]^2 (n = 2: +-0.25; n = 3: -1/3, 0, 1/3)."""
@@ -244,24 +248,40 @@ def render_image(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt: 
     """Render a whole (height x width) image -> ``rgb`` (3, H, W), ``opacity`` (1, H, W), ``depth`` (1, H, W)
     (metres along the ray), the ``_coarse`` counterparts, ``aux`` (1, H, W) and ``hits_box`` (H, W) bool.
 
-    With ``cfg.supersample`` n > 1 each pixel is the mean of n x n rays spread over its footprint
-    (:func:`subpixel_offsets`; ``hits_box``: any of them), as a camera integrates light over a pixel and as a
-    downsampled photo's pixels are area averages: edges come out anti-aliased instead of stair-stepped.
+    With ``cfg.supersample`` n > 1 each pixel averages n x n rays spread over its footprint
+    (:func:`subpixel_offsets`), rendered one shifted grid at a time (memory as for n = 1), as a camera
+    integrates light over a pixel and as a downsampled photo's pixels are area averages: edges come out
+    anti-aliased instead of stair-stepped. Colours and opacities are plain means; depth and ``aux``, which are
+    per unit opacity, are opacity-weighted means (an empty sub-ray does not pull an edge's depth towards 0);
+    ``hits_box``: any sub-ray.
     """
     cfg = cfg or RenderConfig()
     samples = int(cfg.supersample)
     if samples < 1:
         raise ValueError(f"supersample must be >= 1, got {samples}")
     pixels = pixel_grid(height, width, device=enc.images.device)
-    if samples > 1:
-        offsets = subpixel_offsets(samples).to(pixels.device)
-        pixels = (pixels[None].float() + offsets[:, None]).reshape(-1, 2)
-    with torch.inference_mode():
-        flat = render_pixels(model, enc, K, Rt, pixels, bounds, cfg, stats=stats, progress=progress)
-    if samples > 1:
-        flat = {key: value.reshape(samples * samples, height * width, *value.shape[1:])
-                for key, value in flat.items()}
-        flat = {key: value.any(0) if key == "hits_box" else value.mean(0) for key, value in flat.items()}
+    if samples == 1:
+        with torch.inference_mode():
+            flat = render_pixels(model, enc, K, Rt, pixels, bounds, cfg, stats=stats, progress=progress)
+    else:
+        sums: dict[str, torch.Tensor] = {}
+        for offset in subpixel_offsets(samples).to(pixels.device):
+            with torch.inference_mode():
+                part = render_pixels(model, enc, K, Rt, pixels + offset, bounds, cfg, stats=stats,
+                                     progress=progress)
+            for key, value in part.items():
+                if key in _PER_OPACITY:
+                    value = value * part[_PER_OPACITY[key]]
+                if key not in sums:
+                    sums[key] = value
+                else:
+                    sums[key] = sums[key] | value if key == "hits_box" else sums[key] + value
+        flat = {}
+        for key, value in sums.items():
+            if key in _PER_OPACITY:
+                flat[key] = value / (sums[_PER_OPACITY[key]] + 1e-8)
+            else:
+                flat[key] = value if key == "hits_box" else value / samples ** 2
     images = {}
     for key, value in flat.items():
         if value.dim() == 2:

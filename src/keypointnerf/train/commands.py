@@ -141,6 +141,10 @@ def _check_optimisation(cfg) -> None:
     for name in ("l1_coarse", "l1_fine", "perceptual", "ssim", "mask"):
         if not math.isfinite(getattr(loss, name)) or getattr(loss, name) < 0:
             raise UserError(f"loss.{name}={getattr(loss, name)}: a loss weight must be finite and >= 0")
+    if cfg.render.supersample != 1:
+        # training renders rays, not images; the held-out view would silently cost supersample^2 times more
+        raise UserError(f"render.supersample={cfg.render.supersample}: training renders one ray per pixel "
+                        "(supersample with eval or render instead)")
     if loss.ssim > 0 and cfg.data.patch_size < 7:
         raise UserError(f"loss.ssim needs data.patch_size of at least 7 (the SSIM window), not {cfg.data.patch_size}")
     if optim.lr_decay_start >= 0 and optim.max_steps <= optim.lr_decay_start:

@@ -40,7 +40,8 @@ MANIFEST = "synth.json"
 SPLIT = "split.json"
 SUBJECT_PATTERN = re.compile(r"synth_\d{3,}")
 TEMP_SUFFIX = ".partial"
-#: Stored sizes must be multiples of this: the reader halves them and the model needs multiples of 128.
+#: Stored sizes are multiples of this: the reader halves them to multiples of 128, which the encoders take
+#: without padding.
 RESOLUTION_MULTIPLE = 256
 JPEG_QUALITY = 95
 
@@ -301,8 +302,8 @@ def _check_arguments(subjects, frames, cameras, resolution, seed, workers) -> No
     if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < \
             RESOLUTION_MULTIPLE or resolution % RESOLUTION_MULTIPLE or resolution > 8192:
         raise UserError(f"--resolution {resolution!r}: must be a multiple of {RESOLUTION_MULTIPLE} (256 to 8192): "
-                        f"the reader halves the stored images and the model needs sides divisible by 128 "
-                        f"(e.g. 512 stored -> 256 used)")
+                        f"the reader halves the stored images to sides the encoders take without padding "
+                        f"(multiples of 128; e.g. 512 stored -> 256 used)")
 
 
 # ----------------------------------------------------------------------------------------------- entry point
