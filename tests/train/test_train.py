@@ -176,7 +176,7 @@ def test_train_resumes_after_sigkill_at_the_saved_step(synth_set, tmp_path):
     resume = [sys.executable, "-m", "keypointnerf.cli", "train", "--out", str(run), "--resume", "--set",
               f"optim.max_steps={step + 3}", "--set", "optim.lr=2e-4", "--set", f"optim.lr_decay_start={step}",
               "--set", "optim.lr_final=1e-5", "--set", "loss.ssim=0.5", "--set", "loss.mask=1",
-              "--set", "log_every_steps=1", "--device", "cpu", "--threads", "1", "--no-progress"]
+              "--set", "data.view_dropout=false", "--set", "log_every_steps=1", "--device", "cpu", "--threads", "1", "--no-progress"]
     result = subprocess.run(resume, capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
     final = _read_checkpoint(last)
@@ -196,7 +196,8 @@ def test_train_resumes_after_sigkill_at_the_saved_step(synth_set, tmp_path):
     assert 0 < events.Scalars("train/dssim")[-1].value < 1
     assert events.Scalars("train/mask")[-1].value > 0
     # the folder holds the config now in force, and the one it replaced
-    assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["max_steps"] == step + 3
+    in_force = yaml.safe_load((run / "config.yaml").read_text())
+    assert in_force["optim"]["max_steps"] == step + 3 and in_force["data"]["view_dropout"] is False
     assert yaml.safe_load((run / "config.phase1.yaml").read_text())["optim"]["max_steps"] == 100000
     model, _, info = load_model(run / "model.ckpt")
     assert info["render"] == {"coarse_samples": 8, "fine_samples": 8}
