@@ -179,8 +179,8 @@ def test_bounds_orientation_and_new_fit_folders(tmp_path):
 
 
 def test_bad_inputs_raise_user_errors(b_subject, tmp_path):
-    with pytest.raises(UserError, match="not divisible by 128"):
-        ZJUSubject(b_subject, downsample=0.25, size_multiple=128).image_size
+    with pytest.raises(UserError, match=r"downsampling by 0.001 leaves a 0x0 \(width x height\) image"):
+        ZJUSubject(b_subject, downsample=0.001).image_size
     subject_dir = tmp_path / "s"
     shutil.copytree(b_subject, subject_dir)
     bad = np.ones((24, 3), np.float32)

@@ -78,6 +78,7 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")   # torch's note on the raw pickle: expected here
 def test_checkpoint_with_code_is_not_executed(tmp_path):
     marker = tmp_path / "pwned"
     exploit = _Exploit()

@@ -87,9 +87,35 @@ def test_encoder_output_sizes_and_padding_of_other_sizes(scene):
     reference = model.encode(padded_images, padded_masks, scene["K"], scene["Rt"], scene["keypoints"])
     assert enc.images.shape == (3, 3, 128, 128) and torch.equal(enc.masks, reference.masks)
     assert torch.equal(enc.geo_features, reference.geo_features)
-    points = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.05, 0.5]])
-    directions = torch.tensor([[1.0, 0, 0]]).expand(2, 3)
-    assert torch.equal(model.query(enc, points, directions)["raw"], model.query(reference, points, directions)["raw"])
+    assert enc.image_size == (100, 120) and reference.image_size == (128, 128)
+
+
+def test_padding_is_seen_by_the_encoders_only():
+    """A 120 x 100 view padded to 128 x 128: the frustum, the view weights' fade, the maps' sampling and the
+    silhouette rectangle all end at the view's own edges."""
+    from keypointnerf.render.renderer import source_rectangles
+    model = KeypointNeRF(model_preset("small"))
+    images = torch.rand(1, 3, 100, 120)
+    K = torch.tensor([[[100.0, 0, 60], [0, 100, 50], [0, 0, 1]]])
+    Rt = torch.cat([torch.eye(3), torch.zeros(3, 1)], 1)[None]         # camera at the origin looking down +z
+    enc = model.encode(images, torch.ones(1, 1, 100, 120), K, Rt, torch.zeros(24, 3))
+    depth = 3.0
+    at_pixel = lambda u, v: [(u - 60) * depth / 100, (v - 50) * depth / 100, depth]  # noqa: E731
+    proj = model.project(enc, torch.tensor([at_pixel(119.5, 50), at_pixel(121, 50), at_pixel(30, 20)]))
+    # the frame: 2 u / (120 - 1) - 1, not 2 u / (128 - 1) - 1
+    assert torch.allclose(proj.frame_xy[0, :, 0], torch.tensor([2 * 119.5 / 119 - 1, 2 * 121 / 119 - 1, 2 * 30 / 119 - 1]))
+    # half a pixel past the right edge is within the 1.01 frustum margin, two pixels past it is not
+    assert proj.valid.tolist() == [True, False, True]
+    # the maps are sampled as if they ended at column 119 (border padding there), not blended with the padding
+    sampled = torch.nn.functional.grid_sample(enc.images, proj.xy[:, :1, None], align_corners=True)[0, :, 0, 0]
+    assert torch.allclose(sampled, images[0, :, 50, 119], atol=1e-6)
+    inner = torch.nn.functional.grid_sample(enc.images, proj.xy[:, 2:, None], align_corners=True)[0, :, 0, 0]
+    assert torch.allclose(inner, images[0, :, 20, 30], atol=1e-6)
+    # a silhouette filling the view touches its borders: widened by 2 px and by the frustum's overhang there
+    rects = source_rectangles(enc)
+    widen = 2.0 + 0.005 * torch.tensor([119.0, 99.0, 119.0, 99.0])       # (1.01 - 1) / 2 of (W - 1, H - 1)
+    assert torch.allclose(rects[0], torch.tensor([0.0, 0.0, 119.0, 99.0]) + torch.tensor([-1, -1, 1, 1]) * widen)
+    assert source_rectangles(enc) is rects                              # computed once per encoding
 
 
 def test_validity_is_the_visual_hull(scene):

@@ -68,7 +68,7 @@ def check_subject(path: str | Path, downsample: float = 0.5, frames_to_decode: i
     summary: dict[str, Any] = {"name": path.name, "path": str(path), "cameras": None, "frames": None,
                                "image_size": None, "prepared_size": None, "keypoints": None}
     try:
-        subject = ZJUSubject(path, downsample=downsample, size_multiple=None, cache_mb=0)
+        subject = ZJUSubject(path, downsample=downsample, cache_mb=0)
     except UserError as exc:
         report.user_error(exc)
         return _finish(summary, report)

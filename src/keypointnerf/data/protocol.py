@@ -256,7 +256,7 @@ def patch_pixels(mask: np.ndarray, patch_size: int, rng: np.random.Generator) ->
 
 def open_subjects(data_root: str | Path, names: Sequence[str], **reader_kwargs) -> dict[str, ZJUSubject]:
     """``{protocol name: ZJUSubject}`` for ``names`` under ``data_root`` (reader options passed through).
-    Fails early (UserError) on an unreadable first image, or a size not divisible by ``size_multiple`` if set."""
+    Fails early (UserError) on an unreadable first image."""
     folders = resolve_subject_folders(data_root, names)
     subjects = {name: ZJUSubject(folder, **reader_kwargs) for name, folder in folders.items()}
     for subject in subjects.values():
@@ -281,13 +281,12 @@ class TrainDataset(Dataset):
         protocol: a :class:`Protocol` or a name (``auto``, ``zju_nhp``, ``split``, ``all``).
         cameras: the cameras allowed as sources/targets (None = all of each subject's cameras).
         subjects: restrict to these protocol subject names (None = all train subjects of the protocol).
-        downsample, cache_mb, size_multiple: passed to :class:`ZJUSubject`.
+        downsample, cache_mb: passed to :class:`ZJUSubject`.
     """
 
     def __init__(self, data_root: str | Path, protocol: Protocol | str = "auto", downsample: float = 0.5,
                  patch_size: int = 64, num_sources: int = 3, cameras: Sequence[int] | None = None,
-                 subjects: Sequence[str] | None = None, seed: int | None = None, cache_mb: float = 1024,
-                 size_multiple: int | None = None):
+                 subjects: Sequence[str] | None = None, seed: int | None = None, cache_mb: float = 1024):
         self.protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol, data_root)
         names = list(subjects) if subjects is not None else list(self.protocol.train)
         unknown = [n for n in names if n not in self.protocol.train]
@@ -295,8 +294,7 @@ class TrainDataset(Dataset):
             raise UserError(f"not train subjects of protocol {self.protocol.name}: {', '.join(unknown)}")
         if not names:
             raise UserError(f"protocol {self.protocol.name} has no train subjects")
-        self.subjects = open_subjects(data_root, names, downsample=downsample, cache_mb=cache_mb,
-                                      size_multiple=size_multiple)
+        self.subjects = open_subjects(data_root, names, downsample=downsample, cache_mb=cache_mb)
         self.patch_size = int(patch_size)
         self.num_sources = int(num_sources)
         self.seed = seed
@@ -358,8 +356,7 @@ class TestDataset(Dataset):
 
     def __init__(self, data_root: str | Path, protocol: Protocol | str = "auto", downsample: float = 0.5,
                  input_cams: Sequence[int] | None = None, target_cams: Sequence[int] | None = None,
-                 frame_step: int | None = None, subjects: Sequence[str] | None = None, cache_mb: float = 1024,
-                 size_multiple: int | None = None):
+                 frame_step: int | None = None, subjects: Sequence[str] | None = None, cache_mb: float = 1024):
         self.protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol, data_root)
         names = list(subjects) if subjects is not None else list(self.protocol.test)
         unknown = [n for n in names if n not in self.protocol.test]
@@ -369,8 +366,7 @@ class TestDataset(Dataset):
             raise UserError(f"protocol {self.protocol.name} has no test subjects")
         if frame_step is not None and frame_step < 1:
             raise UserError(f"frame step must be >= 1, got {frame_step}")
-        self.subjects = open_subjects(data_root, names, downsample=downsample, cache_mb=cache_mb,
-                                      size_multiple=size_multiple)
+        self.subjects = open_subjects(data_root, names, downsample=downsample, cache_mb=cache_mb)
         inputs = tuple(input_cams) if input_cams is not None else self.protocol.input_cams
         targets = tuple(target_cams) if target_cams is not None else self.protocol.target_cams
         self.cameras: dict[str, tuple[list[int], list[int]]] = {}

@@ -17,8 +17,7 @@ position in that list (as Neural Human Performer does).
 Views are prepared as the reference pipeline does: read, undistort with K, D (bilinear for images, nearest for
 masks), downsample by ``downsample`` (area for images, nearest for masks; ``K[:2] *= downsample``, no
 half-pixel correction), zero the background. The reader never crops or pads (the model pads source views
-for its encoders; padding targets would change what the evaluation measures); with ``size_multiple`` set,
-downsampled sizes not divisible by it raise a UserError.
+for its encoders; padding targets would change what the evaluation measures).
 
 Cameras are OpenCV: ``x_cam = R x_world + t`` with t in metres (``T / 1000``), ``(u, v) ~ K x_cam``.
 """
@@ -181,7 +180,6 @@ class ZJUSubject:
     Args:
         path: the subject folder (holds ``annots.npy``).
         downsample: image scale factor applied after undistortion (0.5 turns 1024x1024 into 512x512).
-        size_multiple: required divisor of the downsampled image size (None = no check).
         body_fit: "auto" (``new_vertices``/``new_params`` when those folders exist, else ``vertices``/``params``),
             "new" or "old".
         cache_mb: size of the in-memory LRU of prepared views (per process; 0 disables).
@@ -191,7 +189,7 @@ class ZJUSubject:
         path, name, num_cameras, frames (list[int], annots order), downsample.
     """
 
-    def __init__(self, path: str | Path, downsample: float = 0.5, size_multiple: int | None = None,
+    def __init__(self, path: str | Path, downsample: float = 0.5,
                  body_fit: str = "auto", cache_mb: float = 1024, undistort: bool = True):
         self.path = Path(path)
         self.name = self.path.name
@@ -200,7 +198,6 @@ class ZJUSubject:
         if body_fit not in ("auto", "new", "old"):
             raise UserError(f"body_fit must be auto, new or old, got {body_fit!r}")
         self.downsample = float(downsample)
-        self.size_multiple = size_multiple
         self.body_fit = body_fit
         self.undistort = undistort
         self._cache = _ViewCache(cache_mb * 2 ** 20)
@@ -357,20 +354,17 @@ class ZJUSubject:
 
     @property
     def image_size(self) -> tuple[int, int]:
-        """(H, W) of prepared views (after downsampling). Raises UserError when not divisible by
-        ``size_multiple``."""
+        """(H, W) of prepared views (after downsampling). Raises UserError when downsampling leaves no
+        pixel."""
         height, width = self.stored_size
         size = (int(height * self.downsample), int(width * self.downsample))
         self._check_size(size, self.image_path(self.frames[0], 0))
         return size
 
     def _check_size(self, size: tuple[int, int], source: Path) -> None:
-        m = self.size_multiple
-        if m and (size[0] % m or size[1] % m):
-            raise UserError(
-                f"{source}: image size {size[1]}x{size[0]} (width x height) after downsampling by "
-                f"{self.downsample:g} is not divisible by {m}, as required here; choose "
-                f"another downsampling factor or store images whose sides are multiples of {m / self.downsample:g}")
+        if min(size) < 1:
+            raise UserError(f"{source}: downsampling by {self.downsample:g} leaves a {size[1]}x{size[0]} "
+                            f"(width x height) image; choose a larger downsampling factor")
 
     def camera(self, cam: int) -> tuple[np.ndarray, np.ndarray]:
         """(K (3, 3), Rt (3, 4)) float32 of camera ``cam`` for prepared views: K scaled by ``downsample``

@@ -33,6 +33,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..render.rays import camera_rays, near_far, pixel_grid
+from ..render.video import to_uint8
 
 PSNR_CAP = 100.0          # dB: PSNR of identical images (MSE 0) and the ceiling of every PSNR
 SSIM_WINDOW = 7           # pixels: scikit-image's default uniform window, as the official evaluation
@@ -52,7 +53,7 @@ def quantize_8bit(image: Any) -> np.ndarray:
     array = _numpy(image)
     if array.ndim != 3 or array.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) image, got shape {array.shape}")
-    return np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8).transpose(1, 2, 0)
+    return to_uint8(array.transpose(1, 2, 0))
 
 
 def psnr(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> float:

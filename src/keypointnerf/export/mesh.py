@@ -200,8 +200,8 @@ def vertex_colors(model, enc, vertices: np.ndarray, normals: np.ndarray, max_poi
             proj = model.project(enc, points)
             _, fused = model.geometry(enc, points, proj)
             out.append(model.color(enc, points, proj, fused, dirs).cpu().numpy())
-    rgb = np.nan_to_num(np.concatenate(out), nan=0.0)
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    from ..render.video import to_uint8
+    return to_uint8(np.nan_to_num(np.concatenate(out), nan=0.0))
 
 
 def write_ply(path: str | Path, mesh, colors: np.ndarray | None = None) -> Path:

@@ -26,8 +26,8 @@ VIEW_WEIGHT_BORDER = 0.1   # view weights fade out within this fraction of the f
 class SourceEncoding:
     """Everything the point queries need about one set of V source views (computed once by ``encode``)."""
 
-    images: torch.Tensor          # (V, 3, H, W) source RGB in [0, 1], background 0
-    masks: torch.Tensor           # (V, 1, H, W) foreground masks in [0, 1]
+    images: torch.Tensor          # (V, 3, H, W) source RGB in [0, 1], background 0 (padded, see image_size)
+    masks: torch.Tensor           # (V, 1, H, W) foreground masks in [0, 1] (padded likewise)
     geo_features: torch.Tensor    # (V, Cg, H/8, W/8)
     highres_features: torch.Tensor  # (V, Ch, H/2, W/2)
     tex_features: torch.Tensor    # (V, Ct, H/4, W/4)
@@ -36,9 +36,14 @@ class SourceEncoding:
     centers: torch.Tensor         # (V, 3) camera centres in world metres
     keypoints: torch.Tensor       # (K, 3) world metres
     keypoints_cam: torch.Tensor   # (V, K, 3) camera coordinates
+    # (H, W) of the views as given: the frame of the frustum test and the view weights' border fade. The maps
+    # above may be larger (padding at the right and bottom for the encoders)
+    image_size: tuple[int, int]
     # (V,) 0/1 training-time view dropout: a dropped view still bounds the visual hull but adds nothing to the
     # fused feature or the colour blend; None = every view counts (inference)
     view_mask: torch.Tensor | None = None
+    # (V, 4) the silhouettes' pixel rectangles for culling rays: filled by the renderer on first use
+    silhouette_rects: torch.Tensor | None = None
 
     @property
     def num_views(self) -> int:
@@ -50,7 +55,8 @@ class Projection:
     """Where N points fall in the V source views."""
 
     points_cam: torch.Tensor      # (V, N, 3) camera coordinates, metres
-    xy: torch.Tensor              # (V, N, 2) normalised image coordinates in [-1, 1] inside the image
+    xy: torch.Tensor              # (V, N, 2) where the (padded) maps are sampled, normalised ([-1, 1] inside)
+    frame_xy: torch.Tensor        # (V, N, 2) normalised coordinates in the views as given (= xy unless padded)
     z_normalised: torch.Tensor    # (V, N) 2 (z - znear) / (zfar - znear) - 1
     valid: torch.Tensor           # (N,) bool: inside every view's frustum and silhouette (the visual hull)
 
@@ -85,8 +91,10 @@ class KeypointNeRF(nn.Module):
         images (V, 3, H, W) in [0, 1] with background 0; masks (V, 1, H, W); K (V, 3, 3); Rt (V, 3, 4);
         keypoints (K, 3) world metres. The encoders need H and W divisible by ``cfg.size_multiple`` (128
         officially); other sizes are padded with background at the right and bottom, which keeps every pixel
-        coordinate (and K) as it is. The encoding then describes the padded views: the frustum test and the
-        border fade of the view weights refer to the padded frame, where beyond the real edge the mask is 0.
+        coordinate (and K) as it is. Only the encoders see the padding: the frustum test and the border fade of
+        the view weights refer to the views as given, and the maps are sampled as if they ended at the views'
+        edges (border padding there), so a padded view differs from an unpadded one only in what the encoders'
+        receptive fields see near its right and bottom edges.
         """
         views, _, height, width = images.shape
         if masks.shape != (views, 1, height, width):
@@ -107,28 +115,35 @@ class KeypointNeRF(nn.Module):
             images=images, masks=masks, geo_features=geo_features, highres_features=highres_features,
             tex_features=tex_features, Rt=Rt, P=K @ Rt,
             centers=-(R.transpose(1, 2) @ t.unsqueeze(-1)).squeeze(-1),
-            keypoints=keypoints, keypoints_cam=_to_homogeneous(keypoints).unsqueeze(0) @ Rt.transpose(1, 2))
+            keypoints=keypoints, keypoints_cam=_to_homogeneous(keypoints).unsqueeze(0) @ Rt.transpose(1, 2),
+            image_size=(height, width))
 
     # ---------------------------------------------------------------- point queries, in stages
     def project(self, enc: SourceEncoding, points: torch.Tensor) -> Projection:
         """Project (N, 3) world points into every source view and test the visual hull."""
-        height, width = enc.images.shape[-2:]
+        height, width = enc.image_size
         homogeneous = _to_homogeneous(points).unsqueeze(0)                       # (1, N, 4)
         points_cam = homogeneous @ enc.Rt.transpose(1, 2)                        # (V, N, 3)
         pixels = homogeneous @ enc.P.transpose(1, 2)
         uv = pixels[..., :2] / pixels[..., 2:]
-        xy = 2 * uv / uv.new_tensor([width - 1, height - 1]) - 1
+        frame_xy = 2 * uv / uv.new_tensor([width - 1, height - 1]) - 1
+        xy = frame_xy
+        padded_height, padded_width = enc.images.shape[-2:]
+        if (padded_height, padded_width) != (height, width):
+            # clamping to the views' edges is what border-padded sampling of unpadded maps would do
+            edge = uv.new_tensor([width - 1, height - 1])
+            xy = 2 * torch.minimum(uv.clamp_min(0), edge) / uv.new_tensor([padded_width - 1, padded_height - 1]) - 1
         cfg = self.cfg
         z_normalised = 2 * (points_cam[..., 2] - cfg.znear) / (cfg.zfar - cfg.znear) - 1
-        in_frustum = (xy.abs() <= FRUSTUM_MARGIN).all(-1) & (z_normalised >= -1)
+        in_frustum = (frame_xy.abs() <= FRUSTUM_MARGIN).all(-1) & (z_normalised >= -1)
         in_silhouette = _sample(enc.masks, xy)[..., 0] > MASK_THRESHOLD
         valid = (in_frustum & in_silhouette).all(0)
-        return Projection(points_cam, xy, z_normalised, valid)
+        return Projection(points_cam, xy, frame_xy, z_normalised, valid)
 
     def view_weights(self, proj: Projection, view_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(V, N, 1) fusion weights: fade out near the frustum's borders, zero where invalid or where
         ``view_mask`` (V,) is 0, sum to ~1."""
-        p = 0.5 * torch.cat([proj.xy, proj.z_normalised.unsqueeze(-1)], dim=-1) + 0.5
+        p = 0.5 * torch.cat([proj.frame_xy, proj.z_normalised.unsqueeze(-1)], dim=-1) + 0.5
         border = torch.minimum(p, 1 - p)
         weights = torch.sigmoid(5 * (border / VIEW_WEIGHT_BORDER - 1)).prod(-1, keepdim=True)
         weights = weights * proj.valid[None, :, None]
@@ -184,5 +199,6 @@ class KeypointNeRF(nn.Module):
     @staticmethod
     def subset(proj: Projection, index: torch.Tensor) -> Projection:
         """The projection of the points ``index`` (M,) only."""
-        return Projection(proj.points_cam[:, index], proj.xy[:, index], proj.z_normalised[:, index],
+        return Projection(proj.points_cam[:, index], proj.xy[:, index], proj.frame_xy[:, index],
+                          proj.z_normalised[:, index],
                           proj.valid[index])

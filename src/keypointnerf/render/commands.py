@@ -118,7 +118,7 @@ def open_subject(data: str | Path, downsample: float):
         inside = sorted(p.name for p in path.iterdir() if p.is_dir() and (p / "annots.npy").is_file())
         hint = f"; subjects inside: {', '.join(inside[:10])}" if inside else ""
         raise UserError(f"{path}: no annots.npy here: not a subject folder{hint}")
-    return ZJUSubject(path, downsample=downsample, size_multiple=None)
+    return ZJUSubject(path, downsample=downsample)
 
 
 def check_frame(subject, frame: int | None) -> int:

@@ -191,6 +191,15 @@ def render_rays(model: KeypointNeRF, enc: SourceEncoding, origins: torch.Tensor,
     return out
 
 
+def source_rectangles(enc: SourceEncoding) -> torch.Tensor:
+    """(V, 4) pixel rectangles around the source silhouettes in the views as given (not their padding),
+    computed once per encoding (a scan of every mask) and kept in ``enc.silhouette_rects``."""
+    if enc.silhouette_rects is None:
+        height, width = enc.image_size
+        enc.silhouette_rects = silhouette_rectangles(enc.masks[..., :height, :width])
+    return enc.silhouette_rects
+
+
 def render_pixels(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt: torch.Tensor, pixels: torch.Tensor,
                   bounds: torch.Tensor, cfg: RenderConfig | None = None, training: bool = False,
                   stats: RenderStats | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
@@ -208,8 +217,8 @@ def render_pixels(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt:
     keep = hits if cfg.box_rays_only else torch.ones_like(hits)
     if cfg.cull:
         # rays that cannot meet the visual hull stay empty, as evaluating them would leave them
-        meets = rays_meet_silhouettes(origins, directions, near, far, enc.P, enc.Rt,
-                                      silhouette_rectangles(enc.masks), model.cfg.znear)
+        meets = rays_meet_silhouettes(origins, directions, near, far, enc.P, enc.Rt, source_rectangles(enc),
+                                      model.cfg.znear)
         stats.extra["rays_skipped"] = stats.extra.get("rays_skipped", 0) + int((keep & ~meets).sum())
         keep = keep & meets
     traced = keep.nonzero()[:, 0]

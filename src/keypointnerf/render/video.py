@@ -18,7 +18,9 @@ DEFAULT_QUALITY = 8
 
 
 def to_uint8(image) -> np.ndarray:
-    """(H, W[, C]) float in [0, 1] (clipped) or uint8 -> uint8; torch tensors (C, H, W) are accepted too."""
+    """(H, W[, C]) float in [0, 1] (clipped) or uint8 -> uint8 ``round(clip(x, 0, 1) * 255)``; torch tensors
+    (C, H, W) are accepted too. The one 8-bit conversion of the package: PNGs, videos, mesh colours and the
+    metrics' quantisation all use it, so a written image is exactly what was scored."""
     if hasattr(image, "detach"):   # a torch tensor, channels first
         image = image.detach().cpu().float().numpy()
         if image.ndim == 3:
@@ -28,7 +30,7 @@ def to_uint8(image) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype == np.uint8:
         return image
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def _temporary(path: Path) -> Path:

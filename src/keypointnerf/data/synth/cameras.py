@@ -7,20 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...render.orbit import look_at
+
 #: Fraction of the image height (and width) the person may span in the tightest view, over all frames.
 FILL = 0.9
 
 
-def look_at(center: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """World-to-camera (R (3, 3), t (3,) metres) of a camera at ``center`` looking at ``target``, world +Z up
-    appearing upwards in the image."""
-    forward = target - center
-    forward = forward / np.linalg.norm(forward)
-    right = np.cross(forward, np.array([0.0, 0.0, 1.0]))
-    right = right / np.linalg.norm(right)
-    down = np.cross(forward, right)
-    R = np.stack([right, down, forward])
-    return R, -R @ center
+#: World +Z is up in the synthetic scenes (and upwards in every image).
+WORLD_UP = np.array([0.0, 0.0, 1.0])
 
 
 def ring_cameras(rng: np.random.Generator, num_cameras: int, resolution: int,
@@ -43,7 +37,8 @@ def ring_cameras(rng: np.random.Generator, num_cameras: int, resolution: int,
         height = rng.uniform(1.0, 1.5)
         position = np.array([centre[0] + distance * np.cos(azimuth), centre[1] + distance * np.sin(azimuth), height])
         target = np.array([centre[0], centre[1], centre[2]]) + rng.uniform(-0.04, 0.04, 3)
-        R, t = look_at(position, target)
+        Rt = look_at(position, target, WORLD_UP)
+        R, t = Rt[:, :3], Rt[:, 3]
         Rs.append(R)
         ts.append(t)
     R, t = np.stack(Rs), np.stack(ts)
