@@ -206,9 +206,14 @@ def _hwc_to_chw(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
-def build_sample(subject: ZJUSubject, frame: int, src_cams: Sequence[int], tgt_cam: int,
-                 pixels: np.ndarray | None = None) -> dict[str, Any]:
-    """The sample dict of ``sample.py`` for one frame of ``subject`` (no batch dimension)."""
+#: the entries of a sample that ``KeypointNeRF.encode`` takes, in its argument order
+ENCODE_KEYS = ("src_images", "src_masks", "src_K", "src_Rt", "keypoints")
+
+
+def load_sources(subject: ZJUSubject, frame: int, src_cams: Sequence[int]) -> dict[str, torch.Tensor]:
+    """The source half of a sample (no batch dimension): ``src_images`` (V, 3, H, W) in [0, 1], ``src_masks``
+    (V, 1, H, W) 0/1, ``src_K`` (V, 3, 3), ``src_Rt`` (V, 3, 4), ``keypoints`` (24, 3) and ``bounds`` (2, 3)
+    world metres. ``model.encode(*(sources[k] for k in ENCODE_KEYS))`` encodes them."""
     src_images, src_masks, src_K, src_Rt = [], [], [], []
     for cam in src_cams:
         image, mask = subject.load_view(frame, cam)
@@ -217,19 +222,23 @@ def build_sample(subject: ZJUSubject, frame: int, src_cams: Sequence[int], tgt_c
         src_masks.append(torch.from_numpy(mask.astype(np.float32))[None])
         src_K.append(torch.from_numpy(K))
         src_Rt.append(torch.from_numpy(Rt))
+    return {"src_images": torch.stack(src_images), "src_masks": torch.stack(src_masks),
+            "src_K": torch.stack(src_K), "src_Rt": torch.stack(src_Rt),
+            "keypoints": torch.from_numpy(subject.keypoints(frame)),
+            "bounds": torch.from_numpy(subject.bounds(frame))}
+
+
+def build_sample(subject: ZJUSubject, frame: int, src_cams: Sequence[int], tgt_cam: int,
+                 pixels: np.ndarray | None = None) -> dict[str, Any]:
+    """The sample dict of ``sample.py`` for one frame of ``subject`` (no batch dimension)."""
     tgt_image, tgt_mask = subject.load_view(frame, tgt_cam)
     tgt_K, tgt_Rt = subject.camera(tgt_cam)
     sample = {
-        "src_images": torch.stack(src_images),
-        "src_masks": torch.stack(src_masks),
-        "src_K": torch.stack(src_K),
-        "src_Rt": torch.stack(src_Rt),
+        **load_sources(subject, frame, src_cams),
         "tgt_image": _hwc_to_chw(tgt_image),
         "tgt_mask": torch.from_numpy(tgt_mask.astype(np.float32))[None],
         "tgt_K": torch.from_numpy(tgt_K),
         "tgt_Rt": torch.from_numpy(tgt_Rt),
-        "keypoints": torch.from_numpy(subject.keypoints(frame)),
-        "bounds": torch.from_numpy(subject.bounds(frame)),
         "meta": {"subject": subject.name, "frame": int(frame), "src_cams": [int(c) for c in src_cams],
                  "tgt_cam": int(tgt_cam)},
     }

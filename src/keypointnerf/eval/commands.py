@@ -148,7 +148,7 @@ def run(args) -> int:
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from ..data.protocol import TestDataset, load_protocol
+    from ..data.protocol import ENCODE_KEYS, TestDataset, load_protocol
     from ..render.renderer import RenderConfig, render_image
     from .metrics import image_metrics, load_lpips, quantize_8bit
 
@@ -184,8 +184,7 @@ def run(args) -> int:
         # items come grouped by (subject, frame): encode the source views once for all target cameras
         if (subject, frame) != encoded_key:
             with torch.inference_mode():
-                encoding = model.encode(*(sample[k].to(device) for k in
-                                          ("src_images", "src_masks", "src_K", "src_Rt", "keypoints")))
+                encoding = model.encode(*(sample[k].to(device) for k in ENCODE_KEYS))
             encoded_key = (subject, frame)
         height, width = sample["tgt_image"].shape[-2:]
         rendered = render_image(model, encoding, sample["tgt_K"], sample["tgt_Rt"], height, width,

@@ -178,22 +178,13 @@ def encode_sources(model, subject, frame: int, sources: list[int], device):
     keypoints (24, 3) tensor, bounds (2, 3) tensor)."""
     import torch
 
-    images, masks, Ks, Rts = [], [], [], []
-    for cam in sources:
-        image, mask = subject.load_view(frame, cam)
-        K, Rt = subject.camera(cam)
-        images.append(image)
-        masks.append(mask)
-        Ks.append(K)
-        Rts.append(Rt)
-    keypoints = torch.from_numpy(subject.keypoints(frame))
-    bounds = torch.from_numpy(subject.bounds(frame))
+    from ..data.protocol import ENCODE_KEYS, load_sources
+
+    loaded = load_sources(subject, frame, sources)
     with torch.inference_mode():
-        enc = model.encode(torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).copy()).to(device),
-                           torch.from_numpy(np.stack(masks).astype(np.float32)[:, None]).to(device),
-                           torch.from_numpy(np.stack(Ks)).to(device), torch.from_numpy(np.stack(Rts)).to(device),
-                           keypoints.to(device))
-    return enc, images, keypoints, bounds
+        enc = model.encode(*(loaded[k].to(device) for k in ENCODE_KEYS))
+    images = [image.permute(1, 2, 0).numpy() for image in loaded["src_images"]]
+    return enc, images, loaded["keypoints"], loaded["bounds"]
 
 
 def scaled_camera(K: np.ndarray, size: tuple[int, int], resolution: int | None) -> tuple[np.ndarray, int, int]:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
-from ..data.protocol import TestDataset, TrainDataset
+from ..data.protocol import ENCODE_KEYS, TestDataset, TrainDataset
 from ..errors import UserError
 from ..model.keypointnerf import KeypointNeRF
 from ..render.renderer import RenderConfig, render_image, render_pixels
@@ -64,8 +64,7 @@ class KeypointNeRFTraining(L.LightningModule):
         return torch.optim.Adam(self.model.parameters(), lr=self.cfg.optim.lr)
 
     def _losses(self, sample: dict) -> dict[str, torch.Tensor]:
-        enc = self.model.encode(sample["src_images"], sample["src_masks"], sample["src_K"], sample["src_Rt"],
-                                sample["keypoints"])
+        enc = self.model.encode(*(sample[k] for k in ENCODE_KEYS))
         views = enc.num_views
         if self.cfg.data.view_dropout and views > 1:
             # as the official model: every view still bounds the visual hull, dropped ones add no feature/colour
@@ -147,8 +146,7 @@ class KeypointNeRFTraining(L.LightningModule):
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
-            enc = self.model.encode(sample["src_images"], sample["src_masks"], sample["src_K"], sample["src_Rt"],
-                                    sample["keypoints"])
+            enc = self.model.encode(*(sample[k] for k in ENCODE_KEYS))
             height, width = sample["tgt_image"].shape[-2:]
             out = render_image(self.model, enc, sample["tgt_K"], sample["tgt_Rt"], height, width, sample["bounds"],
                                self.eval_render_cfg)
