@@ -200,5 +200,4 @@ class KeypointNeRF(nn.Module):
     def subset(proj: Projection, index: torch.Tensor) -> Projection:
         """The projection of the points ``index`` (M,) only."""
         return Projection(proj.points_cam[:, index], proj.xy[:, index], proj.frame_xy[:, index],
-                          proj.z_normalised[:, index],
-                          proj.valid[index])
+                          proj.z_normalised[:, index], proj.valid[index])
