@@ -142,6 +142,10 @@ class KeypointNeRFTraining(L.LightningModule):
                 self.cfg.val_every_steps = 0
                 return
             self._val_sample = dataset[len(dataset) // 2]
+            subject = dataset.items[len(dataset) // 2][0]
+            if subject in dataset.protocol.train:      # protocol 'all': every subject is trained on
+                rank_zero_info(f"protocol {dataset.protocol.name}: the validation view's subject {subject} is "
+                               f"also trained on, so val/psnr is not a held-out score")
         sample = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in self._val_sample.items()}
         was_training = self.model.training
         self.model.eval()
