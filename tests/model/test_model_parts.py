@@ -88,6 +88,8 @@ def test_encoder_output_sizes_and_padding_of_other_sizes(scene):
     assert enc.images.shape == (3, 3, 128, 128) and torch.equal(enc.masks, reference.masks)
     assert torch.equal(enc.geo_features, reference.geo_features)
     assert enc.image_size == (100, 120) and reference.image_size == (128, 128)
+    proj = model.project(reference, torch.tensor([[0.0, 0.0, 0.0]]))
+    assert proj.xy is proj.frame_xy                  # unpadded views: one set of coordinates, as before padding
 
 
 def test_padding_is_seen_by_the_encoders_only():
@@ -116,6 +118,18 @@ def test_padding_is_seen_by_the_encoders_only():
     widen = 2.0 + 0.005 * torch.tensor([119.0, 99.0, 119.0, 99.0])       # (1.01 - 1) / 2 of (W - 1, H - 1)
     assert torch.allclose(rects[0], torch.tensor([0.0, 0.0, 119.0, 99.0]) + torch.tensor([-1, -1, 1, 1]) * widen)
     assert source_rectangles(enc) is rects                              # computed once per encoding
+    # the view weights fade by the distance to the view's own border: a point 4 px from the right edge of view 0
+    # (at the centre of view 1, a camera 1.65 m to the right) keeps little weight there
+    shifted = torch.cat([torch.eye(3), torch.tensor([[-1.65], [0.0], [0.0]])], 1)[None]
+    enc = model.encode(images.expand(2, -1, -1, -1), torch.ones(2, 1, 100, 120), K.expand(2, -1, -1),
+                       torch.cat([Rt, shifted]), torch.zeros(24, 3))
+    proj = model.project(enc, torch.tensor([at_pixel(115, 50)]))
+    fade = lambda p: 1 / (1 + math.exp(-5 * (min(p, 1 - p) / 0.1 - 1)))  # noqa: E731  spec: per axis of p in [0, 1]
+    z = (depth - 2.0) / (5.0 - 2.0)                                      # znear 2 m, zfar 5 m
+    view0, view1 = fade(115 / 119) * fade(50 / 99) * fade(z), fade(60 / 119) * fade(50 / 99) * fade(z)
+    weights = model.view_weights(proj)[:, 0, 0]
+    assert torch.allclose(weights, torch.tensor([view0, view1]) / (view0 + view1), atol=1e-5)
+    assert weights[0] < 0.04                          # in the padded frame (115 / 127) it would be 0.30
 
 
 def test_validity_is_the_visual_hull(scene):

@@ -16,9 +16,8 @@ def test_parity_script_passes_on_fixture_a(fixture_a, official_checkpoint, tmp_p
     last = result.stdout.strip().splitlines()[-1]
     assert result.returncode == 0, result.stdout + result.stderr
     assert last.startswith("parity: ok max_abs_err=")
-    # the tolerance's bound on the maximum: where a ray's coarse weights are flat the fine samples move with
-    # last-bit rounding (9e-6 with two torch threads here, 1.3e-4 with one); the percentiles are checked inside
-    assert float(last.split("=")[1]) <= 5e-3
+    # the script checks the shared tolerances itself; its maximum moves with last-bit rounding where a ray's coarse
+    # weights are flat (9e-6 with two torch threads here, 1.3e-4 with one), so no tighter bound is asserted here
     ours, reference = np.load(saved), np.load(fixture_a)
     for name in ("out/tex_fg_fine", "out/alpha_fine", "out/depth_fine", "out/tex_fg", "out/alpha", "out/depth",
                  "out/sdf", "query/raw"):

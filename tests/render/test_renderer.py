@@ -8,7 +8,8 @@ from keypointnerf.model import KeypointNeRF, model_preset
 from keypointnerf.render.composite import composite, compositing_weights
 from keypointnerf.render.rays import (camera_rays, near_far, pixel_grid, rays_meet_silhouettes,
                                      silhouette_rectangles)
-from keypointnerf.render.renderer import RenderConfig, RenderStats, render_image, render_pixels, subpixel_offsets
+from keypointnerf.render.renderer import (RenderConfig, RenderStats, render_image, render_pixels,
+                                         source_rectangles, subpixel_offsets)
 from keypointnerf.render.sampling import coarse_depths, importance_depths
 
 K = torch.tensor([[100.0, 0, 50], [0, 100.0, 40], [0, 0, 1]])
@@ -187,13 +188,19 @@ def test_ray_test_by_hand():
     assert keep.tolist() == [True, False, False, True]
 
 
-def test_skipped_rays_hold_no_point_of_the_visual_hull(small_model_and_scene):
+@pytest.mark.parametrize("crop", [None, (100, 120)])
+def test_skipped_rays_hold_no_point_of_the_visual_hull(small_model_and_scene, crop):
     model, scene, enc = small_model_and_scene
+    if crop:   # sources cut at the right and bottom (through the silhouettes), padded again for the encoders
+        height, width = crop
+        enc = model.encode(scene["images"][..., :height, :width], scene["masks"][..., :height, :width],
+                           scene["K"], scene["Rt"], scene["keypoints"])
+        assert enc.images.shape[-2:] == (128, 128) and scene["masks"][:, 0, height - 1].any()
     K = scene["tgt_K"].clone()
     K[:2] *= 40 / 128
     origins, directions = camera_rays(K, scene["tgt_Rt"], pixel_grid(40, 40))
     near, far, _ = near_far(origins, directions, scene["bounds"], scene["tgt_Rt"], model.cfg.znear, model.cfg.zfar)
-    keep = rays_meet_silhouettes(origins, directions, near, far, enc.P, enc.Rt, silhouette_rectangles(enc.masks),
+    keep = rays_meet_silhouettes(origins, directions, near, far, enc.P, enc.Rt, source_rectangles(enc),
                                  model.cfg.znear)
     # brute force: 400 points along every ray
     steps = torch.linspace(0, 1, 400)

@@ -354,17 +354,17 @@ class ZJUSubject:
 
     @property
     def image_size(self) -> tuple[int, int]:
-        """(H, W) of prepared views (after downsampling). Raises UserError when downsampling leaves no
-        pixel."""
+        """(H, W) of prepared views (after downsampling). Raises UserError when downsampling leaves less
+        than 2x2 pixels."""
         height, width = self.stored_size
         size = (int(height * self.downsample), int(width * self.downsample))
         self._check_size(size, self.image_path(self.frames[0], 0))
         return size
 
     def _check_size(self, size: tuple[int, int], source: Path) -> None:
-        if min(size) < 1:
+        if min(size) < 2:
             raise UserError(f"{source}: downsampling by {self.downsample:g} leaves a {size[1]}x{size[0]} "
-                            f"(width x height) image; choose a larger downsampling factor")
+                            f"(width x height) image, smaller than 2x2; choose a larger downsampling factor")
 
     def camera(self, cam: int) -> tuple[np.ndarray, np.ndarray]:
         """(K (3, 3), Rt (3, 4)) float32 of camera ``cam`` for prepared views: K scaled by ``downsample``

@@ -6,7 +6,7 @@ column / row; normalised image coordinates are ``2u/(W-1) - 1`` (``align_corners
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +42,9 @@ class SourceEncoding:
     # (V,) 0/1 training-time view dropout: a dropped view still bounds the visual hull but adds nothing to the
     # fused feature or the colour blend; None = every view counts (inference)
     view_mask: torch.Tensor | None = None
-    # (V, 4) the silhouettes' pixel rectangles for culling rays: filled by the renderer on first use
-    silhouette_rects: torch.Tensor | None = None
+    # (V, 4) the silhouettes' pixel rectangles for culling rays: a cache the renderer fills on first use (derived
+    # from masks: not carried into a copy, e.g. dataclasses.replace(enc, masks=...))
+    silhouette_rects: torch.Tensor | None = field(default=None, repr=False, compare=False, init=False)
 
     @property
     def num_views(self) -> int:

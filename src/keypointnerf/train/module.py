@@ -58,6 +58,7 @@ class KeypointNeRFTraining(L.LightningModule):
         self.eval_render_cfg = RenderConfig.for_checkpoint({"render": config_to_dict(self.cfg.render)})
         self._dropout_rng = torch.Generator().manual_seed(self.cfg.seed)
         self._val_sample: dict | None = None
+        self._val_held_out = True
 
     # ------------------------------------------------------------------------------------------- optimisation
     def configure_optimizers(self):
@@ -132,7 +133,8 @@ class KeypointNeRFTraining(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------- monitoring
     def _render_validation(self) -> None:
-        """Render one held-out view (first test item) and log its PSNR and the image (rank 0 only)."""
+        """Render one view of the protocol's test items (the middle one: held out unless the protocol trains on
+        its test subjects, as 'all' does) and log its PSNR and the image (rank 0 only)."""
         if self._val_sample is None:
             try:
                 dataset = TestDataset(self.cfg.data.root, self.cfg.data.protocol, downsample=self.cfg.data.downsample,
@@ -143,7 +145,8 @@ class KeypointNeRFTraining(L.LightningModule):
                 return
             self._val_sample = dataset[len(dataset) // 2]
             subject = dataset.items[len(dataset) // 2][0]
-            if subject in dataset.protocol.train:      # protocol 'all': every subject is trained on
+            self._val_held_out = subject not in dataset.protocol.train     # protocol 'all' trains on every subject
+            if not self._val_held_out:
                 rank_zero_info(f"protocol {dataset.protocol.name}: the validation view's subject {subject} is "
                                f"also trained on, so val/psnr is not a held-out score")
         sample = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in self._val_sample.items()}
@@ -163,7 +166,8 @@ class KeypointNeRFTraining(L.LightningModule):
             if hasattr(experiment, "add_image"):
                 experiment.add_image("val/prediction_target",
                                      torch.cat([out["rgb"].clamp(0, 1), sample["tgt_image"]], dim=-1), self.global_step)
-        rank_zero_info(f"step {self.global_step}: held-out view PSNR {value:.2f} dB")
+        kind = "held-out" if self._val_held_out else "validation (trained-on subject)"
+        rank_zero_info(f"step {self.global_step}: {kind} view PSNR {value:.2f} dB")
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
