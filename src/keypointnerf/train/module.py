@@ -143,8 +143,9 @@ class KeypointNeRFTraining(L.LightningModule):
                 rank_zero_warn(f"validation view disabled: {exc}")
                 self.cfg.val_every_steps = 0
                 return
-            self._val_sample = dataset[len(dataset) // 2]
-            subject = dataset.items[len(dataset) // 2][0]
+            middle = len(dataset) // 2
+            self._val_sample = dataset[middle]
+            subject = dataset.items[middle][0]
             self._val_held_out = subject not in dataset.protocol.train     # protocol 'all' trains on every subject
             if not self._val_held_out:
                 rank_zero_info(f"protocol {dataset.protocol.name}: the validation view's subject {subject} is "
