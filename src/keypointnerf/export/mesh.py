@@ -290,14 +290,12 @@ def _faces_file(subject_dir: Path, num_vertices: int) -> np.ndarray | None:
 ANNY_VERTICES = 13718
 
 
-def truth_points(subject, frame: int, count: int, seed: int = 0) -> tuple[np.ndarray, str]:
-    """Points on the true body surface of one frame -> (points (M, 3) metres, how they were obtained).
+def truth_mesh(subject, frame: int):
+    """The true body surface of one frame -> (trimesh.Trimesh or None, vertices (M, 3) metres, how).
 
     The vertices are ``vertices/<frame>.npy``. Faces come from a ``faces.npy`` next to the data, else (anny's
-    13,718-vertex topology) from anny's cached model file, read without building the model; with faces, ``count``
-    points are sampled on the surface (fixed ``seed``). Without faces the vertices themselves are the truth
-    (a point cloud): they are dense (anny ~0.5-1 cm apart, SMPL ~1-2 cm), so distances to them overstate a
-    point-to-surface distance by a few millimetres at most.
+    13,718-vertex topology) from anny's cached model file, read without building the model; without faces the
+    mesh is None and only the vertices are known.
     """
     import trimesh
 
@@ -308,6 +306,17 @@ def truth_points(subject, frame: int, count: int, seed: int = 0) -> tuple[np.nda
         faces = _anny_cached_faces(len(vertices))
         how = "anny cached topology"
     if faces is None:
+        return None, vertices, "no faces found"
+    return trimesh.Trimesh(vertices=vertices, faces=faces, process=False), vertices, how
+
+
+def truth_points(subject, frame: int, count: int, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Points on the true body surface of one frame (:func:`truth_mesh`) -> (points (M, 3) metres, how they were
+    obtained): with faces, ``count`` points sampled on the surface (fixed ``seed``); without faces the vertices
+    themselves are the truth (a point cloud): they are dense (anny ~0.5-1 cm apart, SMPL ~1-2 cm), so distances
+    to them overstate a point-to-surface distance by a few millimetres at most.
+    """
+    mesh, vertices, how = truth_mesh(subject, frame)
+    if mesh is None:
         return vertices, f"vertices as a point cloud ({len(vertices)} points; no faces found)"
-    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
-    return sample_surface(mesh, count, seed), f"{count} surface samples ({how}, {len(faces)} triangles)"
+    return sample_surface(mesh, count, seed), f"{count} surface samples ({how}, {len(mesh.faces)} triangles)"
