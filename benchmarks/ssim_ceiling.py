@@ -37,7 +37,7 @@ from keypointnerf.data.synth.render import RayCaster
 from keypointnerf.eval.metrics import image_metrics
 from keypointnerf.export.mesh import truth_mesh
 from keypointnerf.model.checkpoint import load_model
-from keypointnerf.model.keypointnerf import KeypointNeRF, SourceEncoding, _sample
+from keypointnerf.model.keypointnerf import KeypointNeRF, SourceEncoding, sample_maps
 from keypointnerf.render.rays import camera_rays, pixel_grid
 from keypointnerf.render.renderer import RenderConfig, render_image
 
@@ -98,12 +98,12 @@ def ceiling_images(model: KeypointNeRF, enc: SourceEncoding, sample: dict, caste
                                 render_cfg)
         depth, opacity = rendered["depth"].reshape(-1), rendered["opacity"].reshape(-1)
         points = origins + directions * depth[:, None]
-        colours = _sample(enc.images, model.project(enc, points).xy)                # (V, N, 3)
+        colours = sample_maps(enc.images, model.project(enc, points).xy)             # (V, N, 3)
         images["model"] = rendered["rgb"].float()
         images["model_depth_oracle"] = as_image(best_view(colours, truth), opacity)
     points, hit = first_hits(caster, origins, directions)
     projection = model.project(enc, points)
-    colours = _sample(enc.images, projection.xy)
+    colours = sample_maps(enc.images, projection.xy)
     sees = visible_from(caster, enc.centers, points, hit) & (projection.frame_xy.abs() <= 1).all(-1)
     to_point = points[None] - enc.centers[:, None].float()
     closeness = (to_point / to_point.norm(dim=-1, keepdim=True).clamp_min(1e-9) * directions[None]).sum(-1)

@@ -66,7 +66,7 @@ def _to_homogeneous(points: torch.Tensor) -> torch.Tensor:
     return torch.cat([points, torch.ones_like(points[..., :1])], dim=-1)
 
 
-def _sample(maps: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+def sample_maps(maps: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     """Bilinear samples of (V, C, h, w) maps at (V, N, 2) normalised coordinates -> (V, N, C)."""
     samples = F.grid_sample(maps, xy.unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=True)
     return samples[:, :, 0].transpose(1, 2)
@@ -137,7 +137,7 @@ class KeypointNeRF(nn.Module):
         cfg = self.cfg
         z_normalised = 2 * (points_cam[..., 2] - cfg.znear) / (cfg.zfar - cfg.znear) - 1
         in_frustum = (frame_xy.abs() <= FRUSTUM_MARGIN).all(-1) & (z_normalised >= -1)
-        in_silhouette = _sample(enc.masks, xy)[..., 0] > MASK_THRESHOLD
+        in_silhouette = sample_maps(enc.masks, xy)[..., 0] > MASK_THRESHOLD
         valid = (in_frustum & in_silhouette).all(0)
         return Projection(points_cam, xy, frame_xy, z_normalised, valid)
 
@@ -167,8 +167,8 @@ class KeypointNeRF(nn.Module):
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """-> raw (N, 2) = [aux, density before relu/masking], fused (N, 2 * view_feature_channels)."""
         per_view = self.geometry_mlp.per_view(self.spatial_encoding(enc, points, proj),
-                                              _sample(enc.geo_features, proj.xy),
-                                              _sample(enc.highres_features, proj.xy))
+                                              sample_maps(enc.geo_features, proj.xy),
+                                              sample_maps(enc.highres_features, proj.xy))
         fused = weighted_mean_variance(per_view, self.view_weights(proj, enc.view_mask))
         return self.geometry_mlp.fused(fused), fused
 
@@ -182,7 +182,7 @@ class KeypointNeRF(nn.Module):
         diff = diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         cosine = (view_dirs.unsqueeze(0) * to_point).sum(-1, keepdim=True)
         ray_feature = torch.cat([diff, cosine], dim=-1)
-        features = torch.cat([_sample(enc.images, proj.xy), _sample(enc.tex_features, proj.xy),
+        features = torch.cat([sample_maps(enc.images, proj.xy), sample_maps(enc.tex_features, proj.xy),
                               self.compress(fused).unsqueeze(0).expand(views, -1, -1)], dim=-1)
         mask = proj.valid[None, :, None].expand(views, -1, -1).to(features.dtype)
         if enc.view_mask is not None:
