@@ -34,6 +34,7 @@ import torch
 
 from keypointnerf.data.protocol import ENCODE_KEYS, TestDataset, load_protocol
 from keypointnerf.data.synth.render import RayCaster
+from keypointnerf.errors import UserError
 from keypointnerf.eval.metrics import image_metrics
 from keypointnerf.export.mesh import truth_mesh
 from keypointnerf.model.checkpoint import load_model
@@ -131,6 +132,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    except UserError as exc:   # a missing or unreadable checkpoint or data set: the message names the file
+        print(f"ssim_ceiling: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score the selected images and print the table; 0, or 1 when the set has no true surface."""
     model, _, info = load_model(args.checkpoint, "cpu")
     render_cfg = RenderConfig.for_checkpoint(info)
     dataset = TestDataset(args.data, load_protocol("auto", args.data), downsample=args.downsample,

@@ -107,3 +107,10 @@ def test_script_scores_the_model_as_eval_does(synth_set, tmp_path):
                 "--max-images", "1", "--no-images", "--device", "cpu"]) == 0
     reference = json.loads((tmp_path / "eval" / "metrics.json").read_text())["images"][0]["ssim"]
     assert float(scores["ssim_model"]) == pytest.approx(reference, abs=1e-4)
+
+
+def test_script_names_a_missing_checkpoint_and_fails(synth_set, tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "none.ckpt"), str(synth_set)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "none.ckpt" in result.stderr and "Traceback" not in result.stderr
