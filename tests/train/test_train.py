@@ -135,6 +135,37 @@ def test_silhouette_bce_known_values_and_gradient_of_an_empty_ray():
     assert torch.isfinite(loss) and -1e4 - 1 < float(empty.grad) < -1e3
 
 
+@pytest.mark.parametrize("fine_samples", [0, 8])
+def test_loss_counts_each_render_pass_once(monkeypatch, fine_samples):
+    # a stub render: coarse rgb 0.25, output rgb 0.5, coarse opacity 0.9, output opacity 0.5; target 0, mask 1
+    import math
+    from types import SimpleNamespace
+
+    from keypointnerf.train import module as train_module
+    from keypointnerf.train.config import config_to_dict
+    cfg = train_preset("small")
+    cfg.render.fine_samples = fine_samples
+    cfg.loss.perceptual, cfg.loss.ssim, cfg.loss.mask = 0.0, 0.0, 1.0
+    trainer = train_module.KeypointNeRFTraining(config_to_dict(cfg))
+    monkeypatch.setattr(trainer.model, "encode", lambda *inputs: SimpleNamespace(num_views=3))
+    rays = 16
+    stub = {"rgb_coarse": torch.full((rays, 3), 0.25), "rgb": torch.full((rays, 3), 0.5),
+            "opacity_coarse": torch.full((rays,), 0.9), "opacity": torch.full((rays,), 0.5)}
+    if fine_samples == 0:   # as the renderer: with one pass the output is that pass
+        stub.update(rgb_coarse=stub["rgb"], opacity_coarse=stub["opacity"])
+    monkeypatch.setattr(train_module, "render_pixels", lambda *args, **kwargs: stub)
+    pixels = torch.stack([torch.arange(rays) % 4, torch.arange(rays) // 4], dim=1)
+    sample = {"pixels": pixels, "tgt_image": torch.zeros(3, 4, 4), "tgt_mask": torch.ones(1, 4, 4),
+              "tgt_K": None, "tgt_Rt": None, "bounds": None, **{key: None for key in train_module.ENCODE_KEYS}}
+    total = float(trainer._losses(sample)["loss"])
+    eps = 1e-4   # silhouette_bce's
+    if fine_samples == 0:   # 10 * 0.5 + 1 * -ln(0.5)
+        expected = 10 * 0.5 - math.log(0.5 + eps)
+    else:                   # 10 * 0.5 + 1 * 0.25 - ln(0.5) - ln(0.9)
+        expected = 10 * 0.5 + 0.25 - math.log(0.5 + eps) - math.log(0.9 + eps)
+    assert total == pytest.approx(expected, rel=1e-5)
+
+
 def test_view_dropout_keeps_at_least_one_view_and_drops_half_of_the_others():
     generator = torch.Generator().manual_seed(0)
     draws = [drop_views(3, generator) for _ in range(3000)]

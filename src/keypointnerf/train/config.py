@@ -30,8 +30,8 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
-    l1_coarse: float = 1.0
-    l1_fine: float = 10.0
+    l1_coarse: float = 1.0         # L1 of the coarse pass; without fine samples that pass is the output and
+    l1_fine: float = 10.0          # takes l1_fine instead (and one mask term), so nothing is counted twice
     perceptual: float = 0.5        # VGG19 perceptual loss on the fine patch (needs VGG19 weights)
     vgg_weights: str = ""          # torchvision-layout VGG19 state dict (features.<i>.weight/bias); "" = none
     ssim: float = 0.0              # D-SSIM (1 - SSIM, 7x7 uniform window as evaluated) on the fine patch

@@ -3,7 +3,8 @@
 One training step = one sample (batch 1, as the official recipe): encode the source views (after view dropout),
 render the target patch's rays coarse-to-fine with stratified samples and density noise, and minimise
 ``l1_coarse * L1(coarse) + l1_fine * L1(fine) + perceptual * VGG19(fine patch) + ssim * (1 - SSIM(fine patch))
-+ mask * (BCE(coarse opacity, mask) + BCE(fine opacity, mask))``.
++ mask * (BCE(coarse opacity, mask) + BCE(fine opacity, mask))``; without fine samples the coarse pass is the
+output and is counted once (``l1_fine`` and one BCE).
 """
 from __future__ import annotations
 
@@ -76,11 +77,18 @@ class KeypointNeRFTraining(L.LightningModule):
         out = render_pixels(self.model, enc, sample["tgt_K"], sample["tgt_Rt"], pixels, sample["bounds"],
                             self.render_cfg, training=True)
         target = sample["tgt_image"][:, pixels[:, 1], pixels[:, 0]].T          # (P, 3)
-        losses = {"l1_coarse": F.l1_loss(out["rgb_coarse"], target), "l1_fine": F.l1_loss(out["rgb"], target)}
-        total = self.cfg.loss.l1_coarse * losses["l1_coarse"] + self.cfg.loss.l1_fine * losses["l1_fine"]
+        # without fine samples the coarse pass is the output: it is counted once, with the output's weights
+        two_passes = self.render_cfg.fine_samples > 0
+        losses = {"l1_fine": F.l1_loss(out["rgb"], target)}
+        total = self.cfg.loss.l1_fine * losses["l1_fine"]
+        if two_passes:
+            losses["l1_coarse"] = F.l1_loss(out["rgb_coarse"], target)
+            total = total + self.cfg.loss.l1_coarse * losses["l1_coarse"]
         if self.cfg.loss.mask > 0:
             mask = sample["tgt_mask"][0, pixels[:, 1], pixels[:, 0]]                 # (P,)
-            losses["mask"] = silhouette_bce(out["opacity_coarse"], mask) + silhouette_bce(out["opacity"], mask)
+            losses["mask"] = silhouette_bce(out["opacity"], mask)
+            if two_passes:
+                losses["mask"] = losses["mask"] + silhouette_bce(out["opacity_coarse"], mask)
             total = total + self.cfg.loss.mask * losses["mask"]
         side = int(round(math.sqrt(len(pixels))))
         if side * side == len(pixels):   # the image terms need square patches (row-major)
