@@ -103,6 +103,22 @@ def test_train_items_and_patches(synth_root):
             assert sample["meta"]["subject"] == "A" and sample["meta"]["frame"] == index
 
 
+def test_spread_sources_are_evenly_spaced_around_the_ring_from_every_start(synth_root):
+    dataset = TrainDataset(synth_root, seed=5, patch_size=8, source_layout="spread")
+    layouts, targets = set(), set()
+    for _ in range(40):
+        sample = dataset[0]
+        src, target = sample["meta"]["src_cams"], sample["meta"]["tgt_cam"]
+        # 3 of 8 cameras numbered around the ring: offsets round(k * 8 / 3) = 0, 3, 5 from a random start
+        gaps = sorted((b - a) % 8 for a, b in zip(src, src[1:] + src[:1]))
+        assert gaps == [2, 3, 3] and target not in src
+        layouts.add(tuple(src))
+        targets.add(target)
+    assert len(layouts) >= 6 and len(targets) >= 4           # every start and every other camera get drawn
+    with pytest.raises(UserError, match="source layout 'ring'"):
+        TrainDataset(synth_root, source_layout="ring")
+
+
 def test_train_seeding(synth_root):
     first = [TrainDataset(synth_root, seed=11)[1] for _ in range(2)]
     assert first[0]["meta"] == first[1]["meta"] and torch.equal(first[0]["pixels"], first[1]["pixels"])

@@ -44,6 +44,7 @@ PROTOCOL_NAMES = ("auto", "zju_nhp", "split", "all")
 SPLIT_FILE = "split.json"
 DEFAULT_INPUT_CAMS = (0, 7, 15)
 DEFAULT_TARGET_CAMS = (3, 5, 10, 12, 18, 20)
+SOURCE_LAYOUTS = ("random", "spread")   # how training draws its source cameras (see TrainDataset)
 
 
 @dataclass(frozen=True)
@@ -276,8 +277,10 @@ def open_subjects(data_root: str | Path, names: Sequence[str], **reader_kwargs) 
 class TrainDataset(Dataset):
     """Training samples: one item per (train subject, frame) of the protocol.
 
-    Each item draws ``num_sources`` distinct random source cameras and a target among the other allowed
-    cameras of the same frame, and a ``patch_size`` x ``patch_size`` patch of the target centred on a random
+    Each item draws ``num_sources`` distinct source cameras (``source_layout``: ``"random"``, any of the allowed
+    cameras, as the official recipe; ``"spread"``, evenly spaced around the allowed cameras' numbering from a random
+    start, as the protocol's test inputs 0, 7, 15 of 23 are: for sets whose cameras are numbered around the
+    person, as ZJU-MoCap's and ``synth``'s are) and a target among the other allowed cameras of the same frame, and a ``patch_size`` x ``patch_size`` patch of the target centred on a random
     foreground pixel (``pixels``, (P*P, 2) int64 (u, v)); the full target image is in ``tgt_image``.
 
     Randomness: with ``seed`` None each draw uses fresh entropy; with an int seed an item is a deterministic
@@ -295,7 +298,11 @@ class TrainDataset(Dataset):
 
     def __init__(self, data_root: str | Path, protocol: Protocol | str = "auto", downsample: float = 0.5,
                  patch_size: int = 64, num_sources: int = 3, cameras: Sequence[int] | None = None,
-                 subjects: Sequence[str] | None = None, seed: int | None = None, cache_mb: float = 1024):
+                 subjects: Sequence[str] | None = None, seed: int | None = None, cache_mb: float = 1024,
+                 source_layout: str = "random"):
+        if source_layout not in SOURCE_LAYOUTS:
+            raise UserError(f"source layout {source_layout!r}: expected one of {', '.join(SOURCE_LAYOUTS)}")
+        self.source_layout = source_layout
         self.protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol, data_root)
         names = list(subjects) if subjects is not None else list(self.protocol.train)
         unknown = [n for n in names if n not in self.protocol.train]
@@ -342,9 +349,15 @@ class TrainDataset(Dataset):
         subject = self.subjects[name]
         rng = self._rng(index)
         allowed = self.cameras[name]
-        order = [allowed[i] for i in rng.permutation(len(allowed))]
-        sources = sorted(order[:self.num_sources])
-        for target in order[self.num_sources:]:  # a target with an empty mask has nothing to learn from
+        if self.source_layout == "spread":
+            start = int(rng.integers(len(allowed)))
+            sources = sorted(allowed[(start + round(k * len(allowed) / self.num_sources)) % len(allowed)]
+                             for k in range(self.num_sources))
+            order = [allowed[i] for i in rng.permutation(len(allowed)) if allowed[i] not in sources]
+        else:
+            order = [allowed[i] for i in rng.permutation(len(allowed))]
+            sources, order = sorted(order[:self.num_sources]), order[self.num_sources:]
+        for target in order:  # a target with an empty mask has nothing to learn from
             _, mask = subject.load_view(frame, target)
             pixels = patch_pixels(mask, self.patch_size, rng)
             if pixels is not None:

@@ -23,7 +23,8 @@ RUN_FILES = ("config.yaml", "checkpoints", "logs", "model.ckpt", "vgg19.pth")
 # keys a resumed run may change: a later phase's losses, schedule and training sampling, nothing the weights'
 # shapes, the renderer or the data's scale depend on
 RESUMABLE_PREFIXES = ("optim.", "loss.", "checkpoint_every_steps", "val_every_steps", "log_every_steps",
-                      "data.loader_workers", "data.cache_mb", "data.root", "data.view_dropout", "data.patch_size")
+                      "data.loader_workers", "data.cache_mb", "data.root", "data.view_dropout", "data.patch_size",
+                      "data.source_layout")
 
 
 def register(subparsers) -> None:
@@ -49,7 +50,8 @@ def register(subparsers) -> None:
                              "replaced; other files are left alone)")
     parser.add_argument("--init", metavar="CHECKPOINT", default=None,
                         help="start from these weights (an official last.ckpt, an imported model, or a run): "
-                             "fine-tuning; the model architecture comes from that checkpoint")
+                             "fine-tuning; the model architecture comes from that checkpoint (--set model.* may "
+                             "change what leaves every weight's shape as it is, e.g. model.image_pool)")
     parser.add_argument("--vgg-weights", metavar="FILE", default=None,
                         help="torchvision-layout VGG19 state dict for the perceptual loss (same as --set "
                              "loss.vgg_weights=FILE); without it the VGG tensors of --init are used, else the loss "
@@ -104,7 +106,11 @@ def _prepare_config(args, out: Path, init_model=None):
         return cfg
 
     cfg = train_preset(args.preset or "zju")
+    if init_model is not None:
+        cfg.model = init_model.cfg
     cfg = apply_overrides(cfg, args.overrides)
+    if init_model is not None and cfg.model != init_model.cfg:
+        _check_init_fits(init_model, cfg.model, args.init)
     if not args.data:
         raise UserError("--data PATH is required (a subject folder or a folder of subjects)")
     cfg.data.root = str(Path(args.data).resolve())
@@ -112,11 +118,20 @@ def _prepare_config(args, out: Path, init_model=None):
         cfg.loss.vgg_weights = args.vgg_weights
     if cfg.loss.vgg_weights:
         cfg.loss.vgg_weights = str(Path(cfg.loss.vgg_weights).resolve())
-    if init_model is not None:
-        if any(item.strip().startswith("model.") for item in args.overrides):
-            raise UserError("--init takes the model architecture from the checkpoint: drop the --set model.* options")
-        cfg.model = init_model.cfg
     return cfg
+
+
+def _check_init_fits(init_model, model_cfg, init_path: str) -> None:
+    """--init with --set model.*: allowed where the checkpoint's weights keep their meaning and shapes (e.g.
+    model.image_pool, the scale the encoders see the sources at); a change of any tensor's shape is refused."""
+    from ..model.keypointnerf import KeypointNeRF
+    expected = KeypointNeRF(model_cfg).state_dict()
+    given = init_model.state_dict()
+    wrong = [f"{k} {tuple(given[k].shape) if k in given else 'missing'} -> {tuple(v.shape)}"
+             for k, v in expected.items() if k not in given or given[k].shape != v.shape]
+    if wrong:
+        raise UserError(f"--init {init_path}: the --set model.* options change the shapes of its weights "
+                        f"({'; '.join(wrong[:3])}{'; ...' if len(wrong) > 3 else ''}): fine-tuning keeps them")
 
 
 def _check_data(cfg) -> None:
@@ -126,7 +141,7 @@ def _check_data(cfg) -> None:
     from ..data.protocol import TrainDataset
     data = cfg.data
     dataset = TrainDataset(root, data.protocol, downsample=data.downsample, patch_size=data.patch_size,
-                           num_sources=data.num_sources, cache_mb=16)
+                           num_sources=data.num_sources, source_layout=data.source_layout, cache_mb=16)
     if len(dataset) == 0:
         raise UserError(f"--data {root}: no training frames")
 

@@ -23,6 +23,7 @@ class DataConfig:
     downsample: float = 0.5        # the reader's image scale (ZJU: 1024 -> 512)
     patch_size: int = 64           # target patch side in pixels, centred on a random foreground pixel
     num_sources: int = 3
+    source_layout: str = "random"  # random (official) | spread: evenly spaced around the camera ring, as tested
     view_dropout: bool = True      # keep one random source view, drop each other one with probability 0.5
     loader_workers: int = 0        # DataLoader worker processes (0 = in the training process)
     cache_mb: float = 64           # decoded views kept in memory, per subject (a data set of 30 subjects: 30x)

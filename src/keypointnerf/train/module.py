@@ -202,6 +202,7 @@ class TrainData(L.LightningDataModule):
             data = self.cfg.data
             self.dataset = TrainDataset(data.root, data.protocol, downsample=data.downsample,
                                         patch_size=data.patch_size, num_sources=data.num_sources,
+                                        source_layout=data.source_layout,
                                         seed=self.cfg.seed, cache_mb=data.cache_mb)
 
     def train_dataloader(self) -> DataLoader:
