@@ -8,6 +8,9 @@ from torch import nn
 from .config import ModelConfig
 
 
+INITIAL_RAW_DENSITY = 0.5   # per metre; the bias of the fresh density output (see GeometryMLP)
+
+
 class WeightNormLinear(nn.Module):
     """Linear layer with weight normalisation ``weight = v * (g / |v|)`` (row norms), the official layer's
     parameterisation, so that ``weight_g`` / ``weight_v`` map one to one."""
@@ -47,6 +50,10 @@ class GeometryMLP(nn.Module):
         self.fused_in = WeightNormLinear(2 * cfg.view_feature_channels, cfg.fused_hidden)
         self.fused_hidden = WeightNormLinear(cfg.fused_hidden, cfg.fused_hidden)
         self.fused_out = nn.Linear(cfg.fused_hidden, 2)
+        # a fresh network's raw density is nearly the same at every point (about +-0.1); were it negative, relu
+        # would give no density, no gradient, and training from scratch would never start (4 of 10 seeds)
+        with torch.no_grad():
+            self.fused_out.bias[1] = INITIAL_RAW_DENSITY
 
     @staticmethod
     def _act(x: torch.Tensor) -> torch.Tensor:
