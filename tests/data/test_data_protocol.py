@@ -115,7 +115,7 @@ def test_spread_sources_are_evenly_spaced_around_the_ring_from_every_start(synth
         layouts.add(tuple(src))
         targets.add(target)
     assert len(layouts) >= 6 and len(targets) >= 4           # every start and every other camera get drawn
-    with pytest.raises(UserError, match="source layout 'ring'"):
+    with pytest.raises(UserError, match="data.source_layout 'ring'"):
         TrainDataset(synth_root, source_layout="ring")
 
 

@@ -165,6 +165,8 @@ def test_invalid_config_is_refused():
         ModelConfig(spatial_encoding="xyz_magic")
     with pytest.raises(UserError, match="norm_groups"):
         ModelConfig(geo_channels=96)
+    with pytest.raises(UserError, match="image_pool"):
+        ModelConfig(image_pool=0)
 
 
 def test_view_dropout_mask_keeps_the_hull_and_fuses_only_the_kept_views():

@@ -349,19 +349,21 @@ def test_training_checkpoint_of_another_architecture_is_refused(tmp_path):
         load_model(path)
 
 
-def test_fine_tuning_may_change_settings_that_keep_the_weights_shapes(synth_set, tmp_path, capsys):
-    # from the shipped (trained) model: a fresh network may have no density anywhere (relu of a negative raw
-    # density at every point), and then a step has no gradient to take
-    init = Path(__file__).resolve().parents[2] / "models" / "small.ckpt"
+def test_fine_tuning_may_change_only_settings_that_keep_the_weights_meaning(synth_set, tmp_path, capsys):
+    init = Path(__file__).resolve().parents[2] / "models" / "small.ckpt"    # --init needs a trained model
     start, _, _ = load_model(init)
     assert start.cfg.image_pool == 1
-    base = ["train", "--preset", "small", "--data", str(synth_set), "--device", "cpu", "--no-progress", "--init",
-            str(init), *FAST]
-    # a wider geometry encoder would need other tensors: refused before any work, the tensor named
-    assert cli_main(base + ["--out", str(tmp_path / "wider"), "--set", "model.geo_out_channels=16"]) == 2
-    err = capsys.readouterr().err
-    assert "change the shapes of its weights" in err and "geometry_encoder" in err
-    assert not (tmp_path / "wider").exists()
+    base = ["train", "--preset", "small", "--data", str(synth_set), "--device", "cpu", "--threads", "1",
+            "--no-progress", "--init", str(init), *FAST]
+    # a wider geometry encoder (other shapes), GroupNorm over other groups (same shapes, other meaning):
+    # refused before any work, the field named
+    for override, named in (("model.geo_out_channels=16", "model.geo_out_channels 32 -> 16"),
+                            ("model.norm_groups=4", "model.norm_groups 8 -> 4")):
+        out = tmp_path / override
+        assert cli_main(base + ["--out", str(out), "--set", override]) == 2
+        err = capsys.readouterr().err
+        assert named in err and "fine-tuning may change only model.image_pool" in err, err
+        assert not out.exists()
     # the scale the encoders see the sources at is no weight: one step at image_pool 2 from the same weights
     run = tmp_path / "pool2"
     assert cli_main(base + ["--out", str(run), "--set", "model.image_pool=2", "--set", "optim.max_steps=1"]) == 0

@@ -278,10 +278,10 @@ class TrainDataset(Dataset):
     """Training samples: one item per (train subject, frame) of the protocol.
 
     Each item draws ``num_sources`` distinct source cameras (``source_layout``: ``"random"``, any of the allowed
-    cameras, as the official recipe; ``"spread"``, evenly spaced around the allowed cameras' numbering from a random
-    start, as the protocol's test inputs 0, 7, 15 of 23 are: for sets whose cameras are numbered around the
-    person, as ZJU-MoCap's and ``synth``'s are) and a target among the other allowed cameras of the same frame, and a ``patch_size`` x ``patch_size`` patch of the target centred on a random
-    foreground pixel (``pixels``, (P*P, 2) int64 (u, v)); the full target image is in ``tgt_image``.
+    cameras, as the official recipe; ``"spread"``, evenly spaced positions in the list of allowed cameras from a
+    random start, as the protocol's test inputs 0, 7, 15 of 23 are: for lists in ring order, as ZJU-MoCap's and
+    ``synth``'s camera numbers are) and a target among the other allowed cameras of the same frame, and a
+    ``patch_size`` x ``patch_size`` patch of the target centred on a random foreground pixel (``pixels``, (P*P, 2) int64 (u, v)); the full target image is in ``tgt_image``.
 
     Randomness: with ``seed`` None each draw uses fresh entropy; with an int seed an item is a deterministic
     function of (seed, epoch, index, how often this process has drawn that index), so a single-process run is
@@ -301,7 +301,7 @@ class TrainDataset(Dataset):
                  subjects: Sequence[str] | None = None, seed: int | None = None, cache_mb: float = 1024,
                  source_layout: str = "random"):
         if source_layout not in SOURCE_LAYOUTS:
-            raise UserError(f"source layout {source_layout!r}: expected one of {', '.join(SOURCE_LAYOUTS)}")
+            raise UserError(f"data.source_layout {source_layout!r}: expected one of {', '.join(SOURCE_LAYOUTS)}")
         self.source_layout = source_layout
         self.protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol, data_root)
         names = list(subjects) if subjects is not None else list(self.protocol.train)

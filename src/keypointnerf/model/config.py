@@ -53,6 +53,8 @@ class ModelConfig:
             if channels < self.norm_groups or channels % self.norm_groups:
                 raise UserError(f"model.{name}={getattr(self, name)} does not fit GroupNorm with "
                                 f"model.norm_groups={self.norm_groups}")
+        if self.image_pool < 1:
+            raise UserError(f"model.image_pool ({self.image_pool}) must be at least 1 (1 = full resolution)")
         if self.znear <= 0:
             # points at or behind a source camera would project mirrored: the hull is defined in front only
             raise UserError(f"model.znear ({self.znear}) must be positive (metres in front of the cameras)")

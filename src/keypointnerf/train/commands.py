@@ -12,6 +12,7 @@ A run folder holds::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -121,17 +122,20 @@ def _prepare_config(args, out: Path, init_model=None):
     return cfg
 
 
+# model settings a fine-tuning run (--init) may change: none of them reshapes a weight or changes what a layer's
+# input means, only the scale the encoders see the sources at and the depth range that normalises z
+INIT_ADJUSTABLE_MODEL_FIELDS = ("image_pool", "znear", "zfar")
+
+
 def _check_init_fits(init_model, model_cfg, init_path: str) -> None:
-    """--init with --set model.*: allowed where the checkpoint's weights keep their meaning and shapes (e.g.
-    model.image_pool, the scale the encoders see the sources at); a change of any tensor's shape is refused."""
-    from ..model.keypointnerf import KeypointNeRF
-    expected = KeypointNeRF(model_cfg).state_dict()
-    given = init_model.state_dict()
-    wrong = [f"{k} {tuple(given[k].shape) if k in given else 'missing'} -> {tuple(v.shape)}"
-             for k, v in expected.items() if k not in given or given[k].shape != v.shape]
-    if wrong:
-        raise UserError(f"--init {init_path}: the --set model.* options change the shapes of its weights "
-                        f"({'; '.join(wrong[:3])}{'; ...' if len(wrong) > 3 else ''}): fine-tuning keeps them")
+    """--init with --set model.*: only :data:`INIT_ADJUSTABLE_MODEL_FIELDS` may differ from the checkpoint's
+    model; any other change (a width, the encoding, GroupNorm's grouping) is refused, the fields named."""
+    given = dataclasses.asdict(init_model.cfg)
+    changed = [f"model.{k} {given[k]!r} -> {v!r}" for k, v in dataclasses.asdict(model_cfg).items()
+               if v != given[k] and k not in INIT_ADJUSTABLE_MODEL_FIELDS]
+    if changed:
+        raise UserError(f"--init {init_path}: {'; '.join(changed)} would change its weights' shapes or meaning; "
+                        f"fine-tuning may change only model.{', model.'.join(INIT_ADJUSTABLE_MODEL_FIELDS)}")
 
 
 def _check_data(cfg) -> None:
