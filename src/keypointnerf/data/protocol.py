@@ -281,7 +281,8 @@ class TrainDataset(Dataset):
     cameras, as the official recipe; ``"spread"``, evenly spaced positions in the list of allowed cameras from a
     random start, as the protocol's test inputs 0, 7, 15 of 23 are: for lists in ring order, as ZJU-MoCap's and
     ``synth``'s camera numbers are) and a target among the other allowed cameras of the same frame, and a
-    ``patch_size`` x ``patch_size`` patch of the target centred on a random foreground pixel (``pixels``, (P*P, 2) int64 (u, v)); the full target image is in ``tgt_image``.
+    ``patch_size`` x ``patch_size`` patch of the target centred on a random foreground pixel (``pixels``,
+    (P*P, 2) int64 (u, v)); the full target image is in ``tgt_image``.
 
     Randomness: with ``seed`` None each draw uses fresh entropy; with an int seed an item is a deterministic
     function of (seed, epoch, index, how often this process has drawn that index), so a single-process run is

@@ -52,7 +52,7 @@ def register(subparsers) -> None:
     parser.add_argument("--init", metavar="CHECKPOINT", default=None,
                         help="start from these weights (an official last.ckpt, an imported model, or a run): "
                              "fine-tuning; the model architecture comes from that checkpoint (--set model.* may "
-                             "change what leaves every weight's shape as it is, e.g. model.image_pool)")
+                             "change only model.image_pool, model.znear and model.zfar)")
     parser.add_argument("--vgg-weights", metavar="FILE", default=None,
                         help="torchvision-layout VGG19 state dict for the perceptual loss (same as --set "
                              "loss.vgg_weights=FILE); without it the VGG tensors of --init are used, else the loss "
