@@ -167,6 +167,9 @@ def test_invalid_config_is_refused():
         ModelConfig(geo_channels=96)
     with pytest.raises(UserError, match="image_pool"):
         ModelConfig(image_pool=0)
+    for near, far in ((float("nan"), 5.0), (2.0, float("nan")), (2.0, float("inf")), (2.0, 1.0)):
+        with pytest.raises(UserError, match="model.z"):
+            ModelConfig(znear=near, zfar=far)
 
 
 def test_view_dropout_mask_keeps_the_hull_and_fuses_only_the_kept_views():

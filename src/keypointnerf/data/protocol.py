@@ -350,15 +350,14 @@ class TrainDataset(Dataset):
         subject = self.subjects[name]
         rng = self._rng(index)
         allowed = self.cameras[name]
+        order = [allowed[i] for i in rng.permutation(len(allowed))]
         if self.source_layout == "spread":
             start = int(rng.integers(len(allowed)))
             sources = sorted(allowed[(start + round(k * len(allowed) / self.num_sources)) % len(allowed)]
                              for k in range(self.num_sources))
-            order = [allowed[i] for i in rng.permutation(len(allowed)) if allowed[i] not in sources]
         else:
-            order = [allowed[i] for i in rng.permutation(len(allowed))]
-            sources, order = sorted(order[:self.num_sources]), order[self.num_sources:]
-        for target in order:  # a target with an empty mask has nothing to learn from
+            sources = sorted(order[:self.num_sources])
+        for target in (c for c in order if c not in sources):  # an empty target mask has nothing to teach
             _, mask = subject.load_view(frame, target)
             pixels = patch_pixels(mask, self.patch_size, rng)
             if pixels is not None:

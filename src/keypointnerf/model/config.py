@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ..errors import UserError
@@ -55,10 +56,10 @@ class ModelConfig:
                                 f"model.norm_groups={self.norm_groups}")
         if self.image_pool < 1:
             raise UserError(f"model.image_pool ({self.image_pool}) must be at least 1 (1 = full resolution)")
-        if self.znear <= 0:
+        if not 0 < self.znear < math.inf:   # also refuses NaN
             # points at or behind a source camera would project mirrored: the hull is defined in front only
             raise UserError(f"model.znear ({self.znear}) must be positive (metres in front of the cameras)")
-        if self.zfar <= self.znear:
+        if not self.znear < self.zfar < math.inf:
             raise UserError(f"model.zfar ({self.zfar}) must exceed model.znear ({self.znear})")
 
     @property

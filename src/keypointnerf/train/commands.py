@@ -110,7 +110,7 @@ def _prepare_config(args, out: Path, init_model=None):
     if init_model is not None:
         cfg.model = init_model.cfg
     cfg = apply_overrides(cfg, args.overrides)
-    if init_model is not None and cfg.model != init_model.cfg:
+    if init_model is not None:
         _check_init_fits(init_model, cfg.model, args.init)
     if not args.data:
         raise UserError("--data PATH is required (a subject folder or a folder of subjects)")
