@@ -2,14 +2,14 @@
 """In-distribution against held-out style, and robustness to keypoint error, for one or more models.
 
 usage: python benchmarks/cross_style.py --model NAME=CHECKPOINT [--model NAME=CHECKPOINT ...]
-           --set NAME=DATA [--set NAME=DATA ...] --out DIR [--noise 0,1,2,4] [--frame-step N] [--seed S]
-           [--plot FILE.png] [--threads N]
+           --set NAME=DATA [--set NAME=DATA ...] [--protocol NAME=PROTOCOL ...] --out DIR [--noise 0,1,2,4]
+           [--frame-step N] [--seed S] [--plot FILE.png] [--threads N]
 
 Each (model, set, keypoint noise) is one ``keypointnerf eval`` (the same protocol: 3 input views, bounding-
 rectangle PSNR / SSIM with data_range 1) written to ``DIR/<model>/<set>/noise<cm>/metrics.json``; a result that is
 already there is reused, so an interrupted run continues where it stopped. Typical sets: the test split of a
 ``synth --style diverse`` set (in distribution) and a ``synth --style heldout`` set (a style no training draw
-came from). Prints one table: PSNR / SSIM per model, set and noise, and per model the drop from the first set to
+came from; ``--protocol heldout=all`` tests all its people, not only its split's test part). Prints one table: PSNR / SSIM per model, set and noise, and per model the drop from the first set to
 each other one; ``--plot`` draws PSNR and SSIM against the keypoint noise (needs matplotlib:
 ``pip install -e '.[bench]'``). The last line is ``<model>_<set>_psnr=<x> ...`` at noise 0.
 """
@@ -23,23 +23,24 @@ from pathlib import Path
 from keypointnerf.cli import main as keypointnerf
 
 
-def _pairs(values: list[str], option: str) -> dict[str, str]:
+def _pairs(values: list[str], option: str, paths: bool = True) -> dict[str, str]:
     pairs = {}
     for value in values:
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
-            raise SystemExit(f"{option} {value!r}: expected NAME=PATH")
-        if not Path(path).exists():
+            raise SystemExit(f"{option} {value!r}: expected NAME=" + ("PATH" if paths else "VALUE"))
+        if paths and not Path(path).exists():
             raise SystemExit(f"{option} {value!r}: {path} not found")
         pairs[name] = path
     return pairs
 
 
-def _evaluate(checkpoint: str, data: str, out: Path, noise: float, args) -> dict:
+def _evaluate(checkpoint: str, data: str, protocol: str, out: Path, noise: float, args) -> dict:
     metrics = out / "metrics.json"
     if not metrics.is_file():
         argv = ["eval", "--checkpoint", checkpoint, "--data", data, "--out", str(out), "--force", "--no-images",
-                "--keypoint-noise", f"{noise:g}", "--seed", str(args.seed), "--device", "cpu"]
+                "--protocol", protocol, "--keypoint-noise", f"{noise:g}", "--seed", str(args.seed),
+                "--device", "cpu"]
         if args.frame_step:
             argv += ["--frame-step", str(args.frame_step)]
         print(f"$ keypointnerf {' '.join(argv)}", flush=True)
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT")
     parser.add_argument("--set", action="append", required=True, metavar="NAME=DATA")
+    parser.add_argument("--protocol", action="append", default=[], metavar="NAME=PROTOCOL",
+                        help="the eval protocol of set NAME (default auto)")
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument("--noise", default="0", help="keypoint noise levels in cm, comma-separated (default 0)")
     parser.add_argument("--frame-step", type=int, default=None, metavar="N")
@@ -88,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, metavar="N")
     args = parser.parse_args(argv)
     models, sets = _pairs(args.model, "--model"), _pairs(args.set, "--set")
+    protocols = _pairs(args.protocol, "--protocol", paths=False)
+    unknown = set(protocols) - set(sets)
+    if unknown:
+        raise SystemExit(f"--protocol names sets that --set does not give: {', '.join(sorted(unknown))}")
     try:
         noises = sorted({float(n) for n in args.noise.split(",")})
     except ValueError:
@@ -102,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     for model, checkpoint in models.items():
         for set_name, data in sets.items():
-            results[(model, set_name)] = {n: _evaluate(checkpoint, data, out / model / set_name / f"noise{n:g}", n,
-                                                       args) for n in noises}
+            results[(model, set_name)] = {
+                n: _evaluate(checkpoint, data, protocols.get(set_name, "auto"),
+                             out / model / set_name / f"noise{n:g}", n, args) for n in noises}
 
     print(f"\n{'model':>14} {'set':>14} " + " ".join(f"{f'noise {n:g} cm':>17}" for n in noises))
     for (model, set_name), by_noise in results.items():
