@@ -34,28 +34,36 @@ def _tint(rng: np.random.Generator, saturation_high: float) -> np.ndarray:
     return rgb / rgb.mean()
 
 
+#: Ranges of the random families: elevations in degrees, intensities and ambient levels in [0, 1] of white,
+#: saturation of the tints, the fill's azimuth spread (radians) around the side opposite the key light.
+RANDOM_FAMILIES = {
+    "studio": {"key_elevation": (15, 75), "key_intensity": (0.35, 0.8), "key_saturation": 0.15,
+               "fill_spread": 1.0, "fill_elevation": (0, 50), "fill_intensity": (0.08, 0.35), "fill_saturation": 0.15,
+               "ambient": (0.2, 0.55), "ambient_saturation": 0.1, "shadow_probability": 0.5, "softness": (2, 10)},
+    "dramatic": {"key_elevation": (0, 25), "key_intensity": (0.6, 0.95), "key_saturation": 0.5,
+                 "fill_spread": 0.8, "fill_elevation": (10, 60), "fill_intensity": (0.1, 0.3), "fill_saturation": 0.5,
+                 "ambient": (0.15, 0.3), "ambient_saturation": 0.2, "shadow_probability": 1.0, "softness": (1, 6)},
+}
+
+
 def sample_lighting(rng: np.random.Generator, family: str) -> dict:
     if family == "fixed":
         return {"family": family, "ambient": np.full(3, 0.45), "shadows": False, "softness": 0.0,
                 "lights": [{"direction": _unit(np.array([0.35, -0.45, 0.82])), "colour": np.full(3, 0.5)},
                            {"direction": _unit(np.array([-0.5, 0.6, 0.3])), "colour": np.full(3, 0.25)}]}
-    if family == "studio":
-        azimuth = rng.uniform(0, 2 * np.pi)
-        key = {"direction": _direction(azimuth, np.radians(rng.uniform(15, 75))),
-               "colour": rng.uniform(0.35, 0.8) * _tint(rng, 0.15)}
-        fill = {"direction": _direction(azimuth + np.pi + rng.uniform(-1.0, 1.0), np.radians(rng.uniform(0, 50))),
-                "colour": rng.uniform(0.08, 0.35) * _tint(rng, 0.15)}
-        return {"family": family, "ambient": rng.uniform(0.2, 0.55) * _tint(rng, 0.1), "lights": [key, fill],
-                "shadows": bool(rng.random() < 0.5), "softness": float(np.radians(rng.uniform(2, 10)))}
-    if family == "dramatic":
-        azimuth = rng.uniform(0, 2 * np.pi)
-        key = {"direction": _direction(azimuth, np.radians(rng.uniform(0, 25))),
-               "colour": rng.uniform(0.6, 0.95) * _tint(rng, 0.5)}
-        fill = {"direction": _direction(azimuth + np.pi + rng.uniform(-0.8, 0.8), np.radians(rng.uniform(10, 60))),
-                "colour": rng.uniform(0.1, 0.3) * _tint(rng, 0.5)}
-        return {"family": family, "ambient": rng.uniform(0.15, 0.3) * _tint(rng, 0.2), "lights": [key, fill],
-                "shadows": True, "softness": float(np.radians(rng.uniform(1, 6)))}
-    raise ValueError(f"unknown lighting family {family!r}; expected one of {', '.join(LIGHTING_FAMILIES)}")
+    if family not in RANDOM_FAMILIES:
+        raise ValueError(f"unknown lighting family {family!r}; expected one of {', '.join(LIGHTING_FAMILIES)}")
+    r = RANDOM_FAMILIES[family]
+    azimuth = rng.uniform(0, 2 * np.pi)
+    key = {"direction": _direction(azimuth, np.radians(rng.uniform(*r["key_elevation"]))),
+           "colour": rng.uniform(*r["key_intensity"]) * _tint(rng, r["key_saturation"])}
+    fill = {"direction": _direction(azimuth + np.pi + rng.uniform(-r["fill_spread"], r["fill_spread"]),
+                                    np.radians(rng.uniform(*r["fill_elevation"]))),
+            "colour": rng.uniform(*r["fill_intensity"]) * _tint(rng, r["fill_saturation"])}
+    ambient = rng.uniform(*r["ambient"]) * _tint(rng, r["ambient_saturation"])
+    shadows = True if r["shadow_probability"] >= 1 else bool(rng.random() < r["shadow_probability"])
+    return {"family": family, "ambient": ambient, "lights": [key, fill], "shadows": shadows,
+            "softness": float(np.radians(rng.uniform(*r["softness"])))}
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
