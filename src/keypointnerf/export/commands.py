@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
+from ..fileio import check_writable
 
 DEFAULT_TRUTH_POINTS = 50000
 
@@ -66,6 +67,7 @@ def _check_options(args) -> Path:
             raise UserError(f"{path}: is a folder; give a file name")
         if path.exists() and not args.force:
             raise UserError(f"{path}: exists; pass --force to overwrite it")
+    check_writable(out.parent)
     return out
 
 
@@ -85,7 +87,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from ..configio import atomic_write_text
+    from ..fileio import atomic_write_text
     from ..render.commands import encode_sources, load_checked_model
     from .mesh import (ModelDensity, chamfer_distance, density_grid, extract_mesh, sample_surface, truth_points,
                        vertex_colors, write_ply)
