@@ -88,11 +88,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` through :func:`atomic_writer`."""
+    """``torch.save`` through :func:`atomic_writer` (serialised in memory first: a write error such as a full
+    disk then reaches the caller as the OSError it is, not as torch's "unexpected pos")."""
+    import io
+
     import torch
 
-    with atomic_writer(path, "wb") as handle:
-        torch.save(obj, handle)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 #: below this much free space an output folder is refused before any work (a rendered image is ~1 MB)
