@@ -131,8 +131,8 @@ def check_writable(folder: str | os.PathLike, option: str = "--out", needed_byte
             probe.unlink()
     free = shutil.disk_usage(probe_in).free
     if free < needed_bytes:
-        raise UserError(f"{option} {folder}: only {free / 2 ** 20:.1f} MB free on its disk, {needed_bytes / 2 ** 20:.0f} "
-                        f"MB needed")
+        raise UserError(f"{option} {folder}: only {free / 2 ** 20:.1f} MB free on its disk, "
+                        f"{needed_bytes / 2 ** 20:.0f} MB needed")
 
 
 #: errors of the machine, not of the program: reported in one line, never as a traceback

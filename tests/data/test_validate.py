@@ -7,16 +7,13 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from keypointnerf.cli import main
 from keypointnerf.data.safe_pickle import load_npy
 from keypointnerf.data.validate import camera_problems, point_problems, view_findings
-from keypointnerf.model import KeypointNeRF, model_preset
-from keypointnerf.model.checkpoint import save_model
 
-from zju_fixtures import make_subject, save_pickled, write_split
+from zju_fixtures import make_subject, save_pickled, save_random_small_model, write_split
 
 K = np.array([[100.0, 0, 50], [0, 100.0, 50], [0, 0, 1]])
 RT = np.concatenate([np.eye(3), np.zeros((3, 1))], axis=1)     # at the origin, looking along +z
@@ -66,10 +63,7 @@ def intact(tmp_path_factory):
     root = tmp_path_factory.mktemp("validate") / "data"
     make_subject(root, name="S", cameras=5, frames=1, size=128)
     write_split(root, train=[], test=["S"])
-    checkpoint = root.parent / "model.ckpt"
-    torch.manual_seed(0)
-    save_model(checkpoint, KeypointNeRF(model_preset("small")), render={"coarse_samples": 4, "fine_samples": 0})
-    return root, checkpoint
+    return root, save_random_small_model(root.parent / "model.ckpt")
 
 
 def _edit_cameras(subject, edit):

@@ -4,13 +4,10 @@ from __future__ import annotations
 import stat
 
 import pytest
-import torch
 
 from keypointnerf.cli import main
-from keypointnerf.model import KeypointNeRF, model_preset
-from keypointnerf.model.checkpoint import save_model
 
-from zju_fixtures import make_subject, write_split
+from zju_fixtures import failing_on_call, make_subject, save_random_small_model, usual_file_mode, write_split
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -21,10 +18,7 @@ def setup(tmp_path_factory):
     data = root / "data"
     make_subject(data, name="B", cameras=5, frames=1, size=64)
     write_split(data, train=[], test=["B"])
-    torch.manual_seed(0)
-    checkpoint = root / "model.ckpt"
-    save_model(checkpoint, KeypointNeRF(model_preset("small")), render={"coarse_samples": 4, "fine_samples": 0})
-    return data, checkpoint
+    return data, save_random_small_model(root / "model.ckpt")
 
 
 def _eval(setup, out, *extra):
@@ -43,19 +37,11 @@ def test_eval_force_interrupted_half_way_leaves_the_previous_results(setup, tmp_
     assert _eval(setup, out) == 0
     before = _tree(out)
     assert set(before) == {"metrics.json", "images/B_0000_cam01.png", "images/B_0000_cam04.png"}
-    for name in before:
-        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name   # not the 0600 of a temporary file
+    for name in before:                                           # 0644 with the usual umask, not 0600
+        assert stat.S_IMODE((out / name).stat().st_mode) == usual_file_mode(), name
 
     import keypointnerf.eval.metrics as metrics
-    original = metrics.image_metrics
-    calls = []
-
-    def fails_on_the_second_image(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise failure
-        return original(*args, **kwargs)
-    monkeypatch.setattr(metrics, "image_metrics", fails_on_the_second_image)
+    monkeypatch.setattr(metrics, "image_metrics", failing_on_call(metrics.image_metrics, 2, failure))
     code = _eval(setup, out, "--force", "--coarse-samples", "2")
     assert code == (130 if failure is KeyboardInterrupt else 2)
     assert _tree(out) == before                                   # metrics.json and images byte-identical

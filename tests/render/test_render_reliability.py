@@ -13,10 +13,8 @@ import torch
 from PIL import Image
 
 from keypointnerf.cli import main
-from keypointnerf.model import KeypointNeRF, model_preset
-from keypointnerf.model.checkpoint import save_model
 
-from zju_fixtures import make_subject
+from zju_fixtures import failing_on_call, make_subject, save_random_small_model, usual_file_mode
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -24,11 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     root = tmp_path_factory.mktemp("render_reliability")
-    subject = make_subject(root / "data", cameras=4, frames=1, size=64)
-    torch.manual_seed(0)
-    checkpoint = root / "model.ckpt"
-    save_model(checkpoint, KeypointNeRF(model_preset("small")), render={"coarse_samples": 4, "fine_samples": 0})
-    return {"root": root, "subject": subject, "checkpoint": checkpoint}
+    return {"root": root, "subject": make_subject(root / "data", cameras=4, frames=1, size=64),
+            "checkpoint": save_random_small_model(root / "model.ckpt")}
 
 
 def _render(scene, out, *extra, checkpoint=None, subject=None):
@@ -47,17 +42,10 @@ def test_an_interrupted_render_leaves_no_partial_file_and_every_file_whole(scene
     out = tmp_path / "out"
     assert _render(scene, out, *mode) == 0
     before = _tree(out)
-    for name in before:
-        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+    for name in before:                                           # 0644 with the usual umask, not 0600
+        assert stat.S_IMODE((out / name).stat().st_mode) == usual_file_mode(), name
     import keypointnerf.render.renderer as renderer
-    original, calls = renderer.render_image, []
-
-    def interrupted_on_the_second_view(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-    monkeypatch.setattr(renderer, "render_image", interrupted_on_the_second_view)
+    monkeypatch.setattr(renderer, "render_image", failing_on_call(renderer.render_image, 2, KeyboardInterrupt))
     assert _render(scene, out, *mode, "--force", "--coarse-samples", "2") == 130
     after = _tree(out)
     assert not [name for name in after if "partial" in name], after.keys()

@@ -14,6 +14,8 @@ import torch
 from keypointnerf.cli import main as cli_main
 from keypointnerf.train.module import KeypointNeRFTraining
 
+from zju_fixtures import usual_file_mode
+
 FAST = ["--set", "render.coarse_samples=8", "--set", "render.fine_samples=8", "--set", "data.patch_size=16",
         "--set", "val_every_steps=0", "--set", "data.cache_mb=64"]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -45,10 +47,8 @@ def trained(synth_set, tmp_path_factory):
     run = tmp_path_factory.mktemp("trained") / "run"
     assert _train(synth_set, run, "--set", "optim.max_steps=2", "--set", "checkpoint_every_steps=1") == 0
     assert {"checkpoints/last.ckpt", "checkpoints/step0000002.ckpt", "model.ckpt"} <= set(_files(run))
-    umask = os.umask(0)
-    os.umask(umask)
     for name in ("config.yaml", "model.ckpt", "checkpoints/last.ckpt"):      # the usual mode, not 0600
-        assert stat.S_IMODE((run / name).stat().st_mode) == 0o666 & ~umask, name
+        assert stat.S_IMODE((run / name).stat().st_mode) == usual_file_mode(), name
     return run
 
 
@@ -120,6 +120,7 @@ def test_an_unreadable_last_checkpoint_falls_back_to_the_newest_readable_one(run
     (["--threads", "-1"], "--threads -1: must be at least 1"),
     (["--devices", "0"], "--devices 0: must be at least 1"),
     (["--set", "data.patch_size=0"], "data.patch_size=0: must be at least 1"),
+    (["--set", "data.patch_size=4096"], "data.patch_size=4096: larger than the 128x128 images"),
     (["--set", "optim.max_steps=0"], "optim.max_steps=0: must be a positive number of steps"),
     (["--set", "render.chunk_rays=0"], "render.chunk_rays=0: must be an integer >= 1"),
     (["--set", "render.coarse_samples=-4"], "render.coarse_samples=-4: must be an integer >= 1"),

@@ -3,13 +3,15 @@
 :func:`check_subject` runs, for one subject folder:
 
 * ``annots.npy`` loads with the restricted unpickler (a pickle that would run code is a problem) and has
-  consistent cameras (K, R, T, D finite and well shaped) and per-frame image lists;
+  consistent cameras (K, R, T, D finite and well shaped, positive focal lengths, R a rotation) and per-frame
+  image lists;
 * every listed frame has an image for every camera, a mask (``mask/`` or ``mask_cihp/``), ``joints3d/<i>.npy``
   and ``vertices/<i>.npy`` (or ``new_vertices/``): a missing one is an inconsistent frame list;
 * every keypoint and vertex file has the right shape, only finite values and a real spread (not all zero);
   every camera sees the person (faces the keypoints' centre, at least one keypoint inside its image: keypoints
-  outside some image, such as toes or a raised hand, are only a warning); ``params/<i>.npy`` (or ``new_params/``) load safely and hold
-  ``Rh`` (a missing params folder is only a warning: only orbit rendering needs it);
+  outside some image, such as toes or a raised hand, are only a warning); ``params/<i>.npy`` (or
+  ``new_params/``) load safely and hold ``Rh`` (a missing params folder is only a warning: only orbit
+  rendering needs it);
 * on a subset of frames (``frames_to_decode`` evenly spaced, or all with ``all_frames``), every camera's image
   decodes completely (a truncated JPEG is a problem), its masks decode with the image's size and their union is
   not empty, and all images share one size.

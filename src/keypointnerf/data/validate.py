@@ -69,7 +69,8 @@ def view_findings(points: np.ndarray, K: np.ndarray, Rt: np.ndarray, height: int
         uv = uv[:, :2] / uv[:, 2:3]
     inside = (x_cam[:, 2] > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
     if not inside.any():
-        return f"sees none of the {len(points)} keypoints inside its {width}x{height} image (the person is out of view)", None
+        return (f"sees none of the {len(points)} keypoints inside its {width}x{height} image (the person is out "
+                f"of view)"), None
     if not inside.all():
         outside = np.flatnonzero(~inside)
         return None, (f"{outside.size} keypoint(s) (indices {outside[:6].tolist()}"
@@ -77,7 +78,8 @@ def view_findings(points: np.ndarray, K: np.ndarray, Rt: np.ndarray, height: int
     return None, None
 
 
-def check_cameras_see_person(subject, frame: int, cams: Sequence[int], role: str = "source", hint: str = "") -> None:
+def check_cameras_see_person(subject, frame: int, cams: Sequence[int], role: str = "source",
+                             hint: str = "") -> None:
     """Refuse, naming camera and file, a camera of ``cams`` that faces away from the person of ``frame`` or sees
     none of its keypoints (what would render blank or broken pictures)."""
     from .zju import image_file_size
@@ -86,7 +88,8 @@ def check_cameras_see_person(subject, frame: int, cams: Sequence[int], role: str
     for cam in cams:
         height, width = image_file_size(subject.image_path(frame, cam))
         K, Rt = subject.camera(cam)
-        problem, _ = view_findings(keypoints, K, Rt, int(height * subject.downsample), int(width * subject.downsample))
+        scale = subject.downsample
+        problem, _ = view_findings(keypoints, K, Rt, int(height * scale), int(width * scale))
         if problem:
             raise UserError(f"{subject.path / 'annots.npy'}: {role} camera {cam} ({subject.camera_folder(cam)}) "
                             f"{problem} in frame {frame} ({subject.keypoints_path(frame)}){hint}")

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ..configio import to_dict
-from ..fileio import atomic_write_text
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
+from ..fileio import atomic_write_text
 from ..paths import check_out_dir
 from ..render.commands import add_sampling_arguments, sampling_option_minimums, sampling_overrides
 

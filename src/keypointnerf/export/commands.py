@@ -9,6 +9,7 @@ import json
 import time
 from pathlib import Path
 
+from ..data.validate import check_source_views
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
 from ..fileio import check_writable
@@ -83,6 +84,7 @@ def run(args) -> int:
     subject = open_subject(args.data, args.downsample)
     frame = check_frame(subject, args.frame)
     check_cameras(subject, sources, "--sources")
+    check_source_views(subject, frame, sources, hint="; choose other --sources")
     device = resolve_device(args.device)
 
     import numpy as np

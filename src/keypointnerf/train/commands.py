@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..configio import apply_overrides, load_yaml, save_yaml
 from ..errors import UserError
-from ..fileio import atomic_torch_save, check_writable
+from ..fileio import atomic_torch_save, atomic_write_bytes, check_writable
 
 RUN_FILES = ("config.yaml", "checkpoints", "logs", "model.ckpt", "vgg19.pth")
 # keys a resumed run may change: a later phase's losses, schedule and training sampling, nothing the weights'
@@ -151,6 +151,9 @@ def _check_data(cfg) -> None:
         raise UserError(f"--data {root}: no training frames")
     from ..data.validate import check_cameras_see_person
     for name, subject in dataset.subjects.items():
+        if data.patch_size > min(subject.image_size):
+            raise UserError(f"data.patch_size={data.patch_size}: larger than the {subject.image_size[1]}x"
+                            f"{subject.image_size[0]} images of {subject.path} (after data.downsample)")
         first = next(frame for subject_name, frame in dataset.items if subject_name == name)
         check_cameras_see_person(subject, first, dataset.cameras[name], "training",
                                  "; fix or leave out that camera (see keypointnerf data check)")
@@ -267,7 +270,7 @@ def run(args) -> int:
         previous = load_yaml(type(cfg), out / "config.yaml")
         if previous != cfg:
             phase = 1 + sum(1 for _ in out.glob("config.phase*.yaml"))
-            shutil.copyfile(out / "config.yaml", out / f"config.phase{phase}.yaml")
+            atomic_write_bytes(out / f"config.phase{phase}.yaml", (out / "config.yaml").read_bytes())
             save_yaml(cfg, out / "config.yaml")
     return _fit(cfg, args, out, device, vgg, init_model)
 
