@@ -16,12 +16,13 @@ PARITY = SHARED / "parity"
 
 
 #: The tiny synthetic set shared by the data, training and rendering tests (tests/data/test_synth.py checks it).
-TINY_SYNTH = dict(subjects=2, frames=2, cameras=4, resolution=256, seed=7)
+TINY_SYNTH = dict(subjects=2, frames=2, cameras=4, resolution=256, seed=7, style="classic")
 
 
 @pytest.fixture(scope="session")
 def synth_set(tmp_path_factory) -> Path:
-    """2 anny people x 2 frames x 4 cameras, 256 px stored (128 px after the reader's 0.5), split 1 train / 1 test."""
+    """2 anny people (classic style: exact renders on black) x 2 frames x 4 cameras, 256 px stored (128 px after the
+    reader's 0.5), split 1 train / 1 test."""
     from keypointnerf.data.synth import generate
     out = tmp_path_factory.mktemp("synth") / "set"
     summary = generate(out, workers=2, progress=False, **TINY_SYNTH)

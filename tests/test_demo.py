@@ -21,6 +21,8 @@ def test_demo_runs_every_step_and_says_where_the_outputs_are(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "$ keypointnerf synth" in printed and "$ keypointnerf eval" in printed and "$ keypointnerf render" in printed
     assert str(out / "orbit" / "orbit.mp4") in printed and "PSNR" in printed
+    person = json.loads((out / "person" / "synth.json").read_text())["arguments"]
+    assert person["style"] == "heldout"  # a style no training draw came from
     metrics = json.loads((out / "views" / "metrics.json").read_text())
     assert metrics["mean"]["count"] == 6 and metrics["protocol"]["cameras"]["synth_000"]["input"] == [0, 7, 15]
     assert len(list((out / "views" / "images").glob("*.png"))) == 6

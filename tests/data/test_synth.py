@@ -23,7 +23,7 @@ from keypointnerf.data.synth import generate
 from keypointnerf.data.synth import body, writer
 from keypointnerf.errors import UserError
 
-ARGS = dict(subjects=2, frames=2, cameras=4, resolution=256, seed=7)
+ARGS = dict(subjects=2, frames=2, cameras=4, resolution=256, seed=7, style="classic")
 LEFT_RIGHT_PAIRS = [(1, 2), (4, 5), (7, 8), (10, 11), (13, 14), (16, 17), (18, 19), (20, 21), (22, 23)]
 SPINE = [0, 3, 6, 9, 12, 15]  # root, spine04, spine03, spine01, neck01, head
 
@@ -239,7 +239,7 @@ def test_resume_skips_finished_frames(synth_set, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ refusal / --force
-TINY = dict(subjects=2, frames=1, cameras=2, resolution=256, seed=1)
+TINY = dict(subjects=2, frames=1, cameras=2, resolution=256, seed=1, style="diverse")
 
 
 def test_refuses_a_foreign_folder_unless_forced(tmp_path):
@@ -289,7 +289,7 @@ def test_cli(synth_set, tmp_path, capsys):
     out = tmp_path / "cli"
     shutil.copytree(synth_set, out)
     argv = ["--subjects", "2", "--frames", "2", "--cameras", "4", "--resolution", "256", "--seed", "7",
-            "--workers", "1", "--no-progress"]
+            "--style", "classic", "--workers", "1", "--no-progress"]
     assert cli_main(["synth", str(out), *argv]) == 0
     assert "0 frames rendered, 4 already done" in capsys.readouterr().out
     assert cli_main(["synth", "-o", str(out), *argv]) == 0  # --out is the same as OUT

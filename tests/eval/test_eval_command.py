@@ -182,3 +182,33 @@ def test_a_target_camera_that_misses_the_person_stops_before_rendering(checkpoin
     err = capsys.readouterr().err
     assert "camera 4" in err and "not in view" in err and "nothing was rendered" in err
     assert not (out / "metrics.json").exists() and not list((out / "images").glob("*.png"))
+
+
+def test_keypoint_noise_is_seeded_and_reaches_the_model(checkpoint, data_root, tmp_path, monkeypatch):
+    from keypointnerf.eval.commands import keypoint_noise
+
+    keypoints = torch.zeros(24, 3)
+    assert keypoint_noise(keypoints, 0.0, 0, 0, 0) is keypoints
+    noisy = keypoint_noise(keypoints, 2.0, 5, 1, 3)
+    torch.testing.assert_close(noisy, keypoint_noise(keypoints, 2.0, 5, 1, 3))  # same draw for the same frame
+    assert not torch.equal(noisy, keypoint_noise(keypoints, 2.0, 6, 1, 3))
+    assert not torch.equal(noisy, keypoint_noise(keypoints, 2.0, 5, 1, 4))
+    many = keypoint_noise(torch.zeros(20000, 3), 2.0, 0, 0, 0)
+    assert float(many.std()) == pytest.approx(0.02, rel=0.03)  # centimetres -> metres
+
+    seen = []
+    original = KeypointNeRF.encode
+
+    def recording_encode(self, images, masks, K, Rt, keypoints, *rest, **kwargs):
+        seen.append(keypoints.clone())
+        return original(self, images, masks, K, Rt, keypoints, *rest, **kwargs)
+
+    monkeypatch.setattr(KeypointNeRF, "encode", recording_encode)
+    assert run_eval(checkpoint, data_root, tmp_path / "clean", "--no-images", "--max-images", "1") == 0
+    assert run_eval(checkpoint, data_root, tmp_path / "noisy", "--no-images", "--max-images", "1",
+                    "--keypoint-noise", "3", "--seed", "2") == 0
+    clean, noisy = seen
+    assert 0.005 < float((noisy - clean).std()) < 0.06
+    report = json.loads((tmp_path / "noisy" / "metrics.json").read_text())
+    assert report["protocol"]["keypoint_noise_cm"] == 3.0 and report["protocol"]["keypoint_noise_seed"] == 2
+    assert run_eval(checkpoint, data_root, tmp_path / "bad", "--keypoint-noise", "-1") == 2

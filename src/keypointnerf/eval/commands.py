@@ -69,6 +69,13 @@ def register(subparsers) -> None:
     parser.add_argument("--lpips-weights", metavar="FILE",
                         help="torch state dict with VGG16 'features.*' (torchvision layout) and LPIPS "
                              "'lin0..lin4' (the lpips package's vgg.pth layout); without it LPIPS is skipped")
+    parser.add_argument("--keypoint-noise", type=float, default=0.0, metavar="CM",
+                        help="add Gaussian noise of this standard deviation (centimetres, per coordinate) to the "
+                             "3D keypoints the model sees (robustness to keypoint error; the person's box is "
+                             "left as it is)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of --keypoint-noise (the same seed draws the same noise for each subject "
+                             "and frame)")
     add_sampling_arguments(parser)
     parser.add_argument("--no-images", action="store_true", help="write metrics.json only")
     parser.set_defaults(func=run)
@@ -82,6 +89,8 @@ def _check_options(args) -> None:
             raise UserError(f"{name} must be >= {low}, got {value}")
     if not 0 < args.downsample <= 1:
         raise UserError(f"--downsample must be in (0, 1], got {args.downsample}")
+    if not 0 <= args.keypoint_noise < 100:  # also refuses NaN
+        raise UserError(f"--keypoint-noise must be in [0, 100) centimetres, got {args.keypoint_noise}")
 
 
 def _replace_images(out: Path, staged: Path | None) -> None:
@@ -118,6 +127,17 @@ def _check_views(dataset, count: int) -> None:
         if bottom - top < 7 or right - left < 7:
             raise UserError(f"{subject.path}: frame {frame}, camera {target}: the person's box is not in view "
                             f"(rows {top}-{bottom}, columns {left}-{right} of {width}x{height}); nothing was rendered")
+
+
+def keypoint_noise(keypoints, centimetres: float, seed: int, subject_index: int, frame: int):
+    """``keypoints`` (K, 3) metres plus Gaussian noise of ``centimetres`` per coordinate, drawn from (seed,
+    subject index, frame): the same draw for every target camera of a frame and on every run."""
+    import torch
+    if centimetres == 0:
+        return keypoints
+    rng = np.random.default_rng([seed, subject_index, frame])
+    noise = torch.from_numpy(rng.normal(0.0, centimetres / 100.0, size=tuple(keypoints.shape)))
+    return keypoints + noise.to(keypoints.dtype)
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -217,6 +237,7 @@ def _evaluate(args, model, info, dataset, count, render_cfg, lpips, protocol, da
         print("LPIPS skipped: no weights file given (--lpips-weights FILE); metrics.json records lpips as null")
 
     records: list[dict] = []
+    subject_order = list(dataset.subjects)
     encoded_key, encoding = None, None
     progress = tqdm(range(count), desc="eval", unit="image")
     for index in progress:
@@ -224,6 +245,8 @@ def _evaluate(args, model, info, dataset, count, render_cfg, lpips, protocol, da
         sample = dataset[index]
         # items come grouped by (subject, frame): encode the source views once for all target cameras
         if (subject, frame) != encoded_key:
+            sample["keypoints"] = keypoint_noise(sample["keypoints"], args.keypoint_noise, args.seed,
+                                                 subject_order.index(subject), frame)
             with torch.inference_mode():
                 encoding = model.encode(*(sample[k].to(device) for k in ENCODE_KEYS))
             encoded_key = (subject, frame)
@@ -264,6 +287,8 @@ def _evaluate(args, model, info, dataset, count, render_cfg, lpips, protocol, da
             "frame_step": args.frame_step,
             "max_images": args.max_images,
             "downsample": args.downsample,
+            "keypoint_noise_cm": args.keypoint_noise,
+            "keypoint_noise_seed": args.seed,
             "metrics_note": METRICS_NOTE,
         },
         "images": records,

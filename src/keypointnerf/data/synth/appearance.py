@@ -8,9 +8,9 @@ the skinning weights, position along the arm and the leg); the renderer interpol
 """
 from __future__ import annotations
 
-import colorsys
-
 import numpy as np
+
+from . import textures
 
 #: Body parts, the columns of the part weights.
 PARTS = ("head", "neck", "eye", "torso", "pelvis", "arm", "hand", "leg", "foot")
@@ -32,16 +32,10 @@ HAIR_COLOURS = np.array([
 ])
 HAIR_COLOUR_PROBABILITY = np.array([0.28, 0.24, 0.18, 0.12, 0.07, 0.06, 0.025, 0.025])
 SHOE_COLOURS = np.array([(0.06, 0.06, 0.06), (0.92, 0.92, 0.90), (0.35, 0.22, 0.12), (0.45, 0.45, 0.48)])
-#: Everyday garment colours (navy, denim, khaki, black, white, grey, olive, burgundy), used half of the time.
-NEUTRALS = np.array([
-    (0.12, 0.15, 0.32), (0.25, 0.36, 0.55), (0.72, 0.64, 0.45), (0.08, 0.08, 0.09), (0.93, 0.93, 0.91),
-    (0.50, 0.50, 0.52), (0.33, 0.37, 0.20), (0.45, 0.10, 0.15),
-])
-PATTERNS = ("solid", "hstripes", "vstripes", "checks", "dots")
-
-# fixed lighting (world frame): ambient + a key light from above / front-left + a dimmer fill from the back-right
-AMBIENT = 0.45
-LIGHTS = ((np.array([0.35, -0.45, 0.82]), 0.5), (np.array([-0.5, 0.6, 0.3]), 0.25))
+#: The ``classic`` look's garment patterns and their probabilities.
+CLASSIC_PATTERNS = ("solid", "hstripes", "vstripes", "checks", "dots")
+CLASSIC_PATTERN_PROBABILITY = (0.4, 0.2, 0.12, 0.16, 0.12)
+LOOKS = ("classic", "diverse")
 
 
 def part_of_bone(name: str) -> str:
@@ -68,40 +62,62 @@ def part_of_bone(name: str) -> str:
     return "torso"  # tongue, jaw, ... (hidden inside the head or torso)
 
 
-def _random_colour(rng: np.random.Generator) -> np.ndarray:
-    if rng.random() < 0.5:
-        return NEUTRALS[rng.integers(len(NEUTRALS))] * rng.uniform(0.9, 1.05)
-    hue, saturation, value = rng.random(), rng.uniform(0.25, 0.9), rng.uniform(0.3, 0.95)
-    return np.array(colorsys.hsv_to_rgb(hue, saturation, value))
-
-
-def _contrasting(rng: np.random.Generator, colour: np.ndarray, distance: float = 0.35) -> np.ndarray:
-    for _ in range(50):
-        other = _random_colour(rng)
-        if np.linalg.norm(other - colour) > distance:
-            return other
-    return 1.0 - colour
-
-
-def _garment(rng: np.random.Generator, avoid: np.ndarray | None = None) -> dict:
-    base = _random_colour(rng)
+def _classic_garment(rng: np.random.Generator, avoid: np.ndarray | None = None) -> dict:
+    """A garment of the ``classic`` look: solid, stripes, checks or dots at 5-14 cm."""
+    base = textures.random_colour(rng)
     while avoid is not None and np.linalg.norm(base - avoid) < 0.3:
-        base = _random_colour(rng)
-    return {
-        "colour": base, "colour2": _contrasting(rng, base),
-        "pattern": str(rng.choice(PATTERNS, p=[0.4, 0.2, 0.12, 0.16, 0.12])),
-        "period": float(rng.uniform(0.05, 0.14)), "duty": float(rng.uniform(0.3, 0.6)),
-    }
+        base = textures.random_colour(rng)
+    second = textures.contrasting(rng, base)
+    pattern = str(rng.choice(CLASSIC_PATTERNS, p=CLASSIC_PATTERN_PROBABILITY))
+    period, duty = float(rng.uniform(0.05, 0.14)), float(rng.uniform(0.3, 0.6))
+    texture = {"family": "solid", "colour": base, "colour2": second}
+    if pattern in ("hstripes", "vstripes"):
+        vertical = pattern == "vstripes"
+        texture.update(family="stripes", direction=np.array([1.0, 0.0, 0.0] if vertical else [0.0, 0.0, 1.0]),
+                       period=period, duty=duty, colours=2, offset=0.5 * duty if vertical else 0.0)
+    elif pattern == "checks":
+        texture.update(family="checks", period=period)
+    elif pattern == "dots":
+        texture.update(family="dots", period=period, radius=0.3)
+    return {"colour": base, "texture": texture}
 
 
-def sample_look(rng: np.random.Generator) -> dict:
-    """A random outfit and complexion (colours in [0, 1] sRGB; lengths are fractions along limbs)."""
-    skin = np.clip(SKIN_TONES[rng.integers(len(SKIN_TONES))] + rng.normal(0, 0.02, 3), 0, 1)
-    top = _garment(rng)
-    bottom = _garment(rng, avoid=top["colour"])
+def _garment(rng: np.random.Generator, families: dict[str, float], avoid: np.ndarray | None = None) -> dict:
+    """A garment of the ``diverse`` look: a texture of one of ``families`` (name -> weight)."""
+    base = textures.random_colour(rng)
+    while avoid is not None and np.linalg.norm(base - avoid) < 0.3:
+        base = textures.random_colour(rng)
+    names = list(families)
+    weights = np.asarray([families[n] for n in names], np.float64)
+    family = str(rng.choice(names, p=weights / weights.sum()))
+    return {"colour": base, "texture": textures.sample_texture(rng, family, base)}
+
+
+def sample_look(rng: np.random.Generator, kind: str = "classic", texture_families: dict[str, float] | None = None
+                ) -> dict:
+    """A random outfit and complexion (colours in [0, 1] sRGB; lengths are fractions along limbs).
+
+    ``kind`` ``"classic"``: eight skin tones, garments solid, striped, checked or dotted at 5-14 cm;
+    ``"diverse"``: skin tones anywhere between those eight, with a faint mottling; hair colours varied and
+    streaked; garments with a texture from ``texture_families`` (family -> weight, see :mod:`.textures`).
+    """
+    if kind not in LOOKS:
+        raise ValueError(f"unknown look {kind!r}; expected one of {', '.join(LOOKS)}")
+    diverse = kind == "diverse"
+    if diverse:
+        position = rng.uniform(0, len(SKIN_TONES) - 1)
+        low = int(position)
+        skin = SKIN_TONES[low] + (position - low) * (SKIN_TONES[min(low + 1, len(SKIN_TONES) - 1)] - SKIN_TONES[low])
+        skin = np.clip(skin * rng.uniform(0.95, 1.05, 3), 0, 1)
+        top = _garment(rng, texture_families)
+        bottom = _garment(rng, texture_families, avoid=top["colour"])
+    else:
+        skin = np.clip(SKIN_TONES[rng.integers(len(SKIN_TONES))] + rng.normal(0, 0.02, 3), 0, 1)
+        top = _classic_garment(rng)
+        bottom = _classic_garment(rng, avoid=top["colour"])
     bottom_kind = str(rng.choice(["trousers", "shorts", "knee_length", "capri"], p=[0.55, 0.2, 0.15, 0.1]))
-    if bottom_kind == "trousers" and rng.random() < 0.5:
-        bottom["pattern"] = "solid"  # plain trousers are the common case
+    if bottom_kind == "trousers" and rng.random() < 0.5:  # plain trousers are the common case
+        bottom["texture"] = {"family": "solid", "colour": bottom["colour"], "colour2": bottom["colour"]}
     hem = {"trousers": rng.uniform(0.94, 0.99), "capri": rng.uniform(0.68, 0.8),
            "shorts": rng.uniform(0.3, 0.45), "knee_length": rng.uniform(0.35, 0.62)}[bottom_kind]
     sleeve_kind = str(rng.choice(["long", "short", "sleeveless"], p=[0.4, 0.45, 0.15]))
@@ -109,8 +125,8 @@ def sample_look(rng: np.random.Generator) -> dict:
               "sleeveless": rng.uniform(-0.05, 0.02)}[sleeve_kind]
     hair_style = str(rng.choice(["short", "long", "bald"], p=[0.55, 0.37, 0.08]))
     emblem = rng.random() < 0.45
-    return {
-        "skin": skin,
+    look = {
+        "kind": kind, "skin": skin,
         "hair": HAIR_COLOURS[rng.choice(len(HAIR_COLOURS), p=HAIR_COLOUR_PROBABILITY)] * rng.uniform(0.9, 1.1),
         "hair_style": hair_style,
         "hairline_front": float(rng.uniform(0.035, 0.06)),  # above the eyes (m)
@@ -122,11 +138,19 @@ def sample_look(rng: np.random.Generator) -> dict:
         "neck_width": float(rng.uniform(0.05, 0.09)),  # half width of the neck opening (m)
         "top_hem": float(rng.uniform(0.2, 0.85)),  # from the root (0) to spine03 (1)
         "bottom": bottom, "bottom_kind": bottom_kind, "hem": float(hem),
-        "shoes": SHOE_COLOURS[rng.integers(len(SHOE_COLOURS))] if rng.random() < 0.7 else _random_colour(rng),
+        "shoes": SHOE_COLOURS[rng.integers(len(SHOE_COLOURS))] if rng.random() < 0.7 else
+        textures.random_colour(rng),
         "shoe_top": float(rng.uniform(0.9, 0.97) if rng.random() < 0.85 else rng.uniform(0.72, 0.8)),  # boots
-        "emblem": bool(emblem), "emblem_colour": _contrasting(rng, top["colour"], 0.5),
+        "emblem": bool(emblem), "emblem_colour": textures.contrasting(rng, top["colour"], 0.5),
         "emblem_radius": float(rng.uniform(0.035, 0.07)), "emblem_x": float(rng.uniform(-0.07, 0.07)),
+        "skin_mottle": 0.0, "hair_streaks": 0.0,
     }
+    if diverse:
+        look["hair"] = np.clip(look["hair"] * rng.uniform(0.85, 1.15, 3), 0, 1)
+        look["skin_mottle"] = float(rng.uniform(0.0, 0.06))   # relative brightness variation, ~2 cm blotches
+        look["hair_streaks"] = float(rng.uniform(0.05, 0.25))  # relative brightness variation, fine strands
+        look["noise_seed"] = int(rng.integers(1 << 30))
+    return look
 
 
 def look_summary(look: dict) -> dict:
@@ -134,6 +158,8 @@ def look_summary(look: dict) -> dict:
     def plain(value):
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
         if isinstance(value, np.ndarray):
             return [round(float(x), 3) for x in value]
         if isinstance(value, float):
@@ -196,24 +222,6 @@ def vertex_attributes(rest_vertices: np.ndarray, rest_heads: dict[str, np.ndarra
 
 
 # ----------------------------------------------------------------------------------------------- colours
-def _pattern(garment: dict, position: np.ndarray) -> np.ndarray:
-    """(N, 3) colours of a garment at rest-frame positions (N, 3)."""
-    kind, period, duty = garment["pattern"], garment["period"], garment["duty"]
-    if kind == "hstripes":
-        second = np.mod(position[:, 2], period) < duty * period
-    elif kind == "vstripes":
-        second = np.mod(position[:, 0] + 0.5 * period * duty, period) < duty * period
-    elif kind == "checks":
-        cells = np.floor(position / period).astype(np.int64)
-        second = (cells.sum(axis=1) % 2) == 1
-    elif kind == "dots":
-        offset = np.mod(position, period) - period / 2
-        second = np.linalg.norm(offset, axis=1) < 0.3 * period
-    else:
-        second = np.zeros(len(position), bool)
-    return np.where(second[:, None], garment["colour2"][None], garment["colour"][None])
-
-
 def albedo(look: dict, landmarks: dict[str, float], attributes: np.ndarray) -> np.ndarray:
     """(N, 3) surface colours in [0, 1] from interpolated attributes (N, NUM_ATTRIBUTES)."""
     position = attributes[:, _POS].astype(np.float64)
@@ -222,6 +230,8 @@ def albedo(look: dict, landmarks: dict[str, float], attributes: np.ndarray) -> n
     x, y, z = position[:, 0], position[:, 1], position[:, 2]
     L = landmarks
     colour = np.broadcast_to(look["skin"], position.shape).copy()
+    if look.get("skin_mottle", 0) > 0:
+        colour *= 1 + look["skin_mottle"] * (2 * textures.fractal_noise(position, 0.02, look["noise_seed"]) - 1)[:, None]
 
     # torso and hips: the top above its hem, the bottom garment below; skin above the neckline
     trunk = np.isin(part, ("torso", "pelvis"))
@@ -232,13 +242,13 @@ def albedo(look: dict, landmarks: dict[str, float], attributes: np.ndarray) -> n
         (y - L["torso_y"]) / 0.1, 0, 1)
     top = (trunk & (z >= hem_z) & (z < opening)) | ((part == "arm") & (arm_t < look["sleeve"]))
     bottom = (trunk & (z < hem_z)) | ((part == "leg") & (leg_t < look["hem"]))
-    colour[top] = _pattern(look["top"], position[top])
+    colour[top] = textures.evaluate(look["top"]["texture"], position[top])
     if look["emblem"]:
         emblem_z = L["spine01_z"] - 0.06
         on_emblem = top & (part == "torso") & (y < L["torso_y"]) & (
             (x - look["emblem_x"]) ** 2 + (z - emblem_z) ** 2 < look["emblem_radius"] ** 2)
         colour[on_emblem] = look["emblem_colour"]
-    colour[bottom] = _pattern(look["bottom"], position[bottom])
+    colour[bottom] = textures.evaluate(look["bottom"]["texture"], position[bottom])
     shoes = (part == "foot") | ((part == "leg") & (leg_t > look["shoe_top"]))
     colour[shoes] = look["shoes"]
 
@@ -253,6 +263,10 @@ def albedo(look: dict, landmarks: dict[str, float], attributes: np.ndarray) -> n
             hair |= np.isin(part, ("head", "neck", "torso")) & (y > L["head_y"] + 0.03) & (
                 z > L["shoulder_z"] - look["hair_length"]) & (np.abs(x) < 0.13)
         colour[hair] = look["hair"]
+        if look.get("hair_streaks", 0) > 0:  # strands: noise stretched along the vertical
+            stretched = position[hair] * np.array([1.0, 1.0, 0.15])
+            colour[hair] *= 1 + look["hair_streaks"] * (
+                2 * textures.fractal_noise(stretched, 0.004, look["noise_seed"] + 1, 2) - 1)[:, None]
         # eyebrows
         brow = (part == "head") & (y < L["eye_y"] + 0.01) & (z > L["eye_z"] + 0.016) & (
             z < L["eye_z"] + 0.025) & (np.abs(np.abs(x) - L["eye_x"]) < 0.02)
@@ -260,11 +274,3 @@ def albedo(look: dict, landmarks: dict[str, float], attributes: np.ndarray) -> n
     eyes = part == "eye"
     colour[eyes] = np.where((y[eyes] < L["eye_y"] - 0.008)[:, None], look["iris"][None], look["eyes"][None])
     return np.clip(colour, 0, 1)
-
-
-def shade(colour: np.ndarray, normals: np.ndarray) -> np.ndarray:
-    """Lambert shading under the fixed world lights: (N, 3) albedo, (N, 3) unit normals -> (N, 3) in [0, 1]."""
-    light = np.full(len(normals), AMBIENT)
-    for direction, intensity in LIGHTS:
-        light += intensity * np.clip(normals @ (direction / np.linalg.norm(direction)), 0, None)
-    return np.clip(colour * light[:, None], 0, 1)

@@ -4,13 +4,16 @@ from __future__ import annotations
 import argparse
 
 from ...errors import UserError
+from .styles import STYLE_NAMES
+from .writer import generate
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "synth", help="generate synthetic people (anny body model) in the ZJU-MoCap layout",
-        description="Generate synthetic people with the anny body model: random adult shapes, clothes with "
-                    "patterns, smooth random motion, rendered on the CPU into a ring of calibrated cameras and "
+        description="Generate synthetic people with the anny body model: random adult shapes, textured clothes, "
+                    "poses over the joints' full range, random lights, rendered on the CPU into a rig of calibrated "
+                    "cameras (with a camera's blur, noise and JPEG, and inexact mattes) and "
                     "written in the ZJU-MoCap layout (annots.npy, Camera_B<c>/, mask/, joints3d/, vertices/, "
                     "params/, split.json). The same seed gives identical files. Running again with the same "
                     "arguments resumes: finished frames are skipped. The first run builds anny's model cache "
@@ -24,6 +27,10 @@ def register(subparsers) -> None:
     parser.add_argument("--resolution", type=int, default=512, metavar="R",
                         help="stored image side in pixels, a multiple of 256 (the reader halves it: 512 -> 256)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--style", default="diverse", choices=STYLE_NAMES,
+                        help="what the people, lights and cameras are drawn from: diverse (training: many textures, "
+                             "poses, lights, rigs, camera effects), heldout (families diverse never draws: the "
+                             "cross-style benchmark), classic (the original generator)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="rendering processes (default: one per CPU core)")
     parser.add_argument("--force", action="store_true",
@@ -40,11 +47,10 @@ def run(args) -> int:
     out = args.out_positional or args.out
     if not out:
         raise UserError("no output folder: give OUT (or --out DIR)")
-    from .writer import generate
     summary = generate(out, subjects=args.subjects, frames=args.frames, cameras=args.cameras,
                        resolution=args.resolution, seed=args.seed, workers=args.workers, force=args.force,
-                       progress=not args.no_progress)
-    print(f"keypointnerf synth: {len(summary['subjects'])} subjects x {args.frames} frames x {args.cameras} cameras "
-          f"({args.resolution}x{args.resolution}) in {summary['out']}: {summary['frames_rendered']} frames rendered, "
+                       progress=not args.no_progress, style=args.style)
+    print(f"keypointnerf synth: {len(summary['subjects'])} {args.style} subjects x {args.frames} frames x "
+          f"{args.cameras} cameras (resolution {args.resolution}) in {summary['out']}: {summary['frames_rendered']} frames rendered, "
           f"{summary['frames_skipped']} already done, {summary['seconds']:.1f} s")
     return 0

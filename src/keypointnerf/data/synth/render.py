@@ -1,6 +1,7 @@
 """CPU ray-cast rendering of a posed mesh: one ray per pixel (through the pixel centre, OpenCV pinhole), the
 first hit gives the mask; attributes interpolated at the hit give the colour (:mod:`.appearance`), shaded with
-smooth vertex normals under fixed lights. Background 0.
+smooth vertex normals under the subject's lights (:mod:`.lighting`, shadow rays for soft shadows), then the
+camera effects (:mod:`.camera_effects`: background plate, blur, noise, inexact matte).
 
 Uses Embree (``embreex``) when installed, else trimesh's pure-numpy ray tests (correct but far slower).
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import appearance
+from . import appearance, camera_effects, lighting as lights
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -62,29 +63,37 @@ class RayCaster:
 def pixel_rays(K: np.ndarray, R: np.ndarray, t: np.ndarray, height: int, width: int):
     """Rays through every pixel centre (row-major): origins (H*W, 3), unit directions (H*W, 3), world frame."""
     v, u = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
-    pixels = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], axis=1)
-    directions = pixels @ np.linalg.inv(K).T @ R  # camera -> world: R^T d, written for row vectors
+    to_world = np.linalg.inv(K).T @ R  # (3, 3): row vector (u, v, 1) -> world direction (R^T K^-1 written for rows)
+    # written out per row of to_world: a (N, 3) @ (3, 3) product is slow in some BLAS builds
+    directions = u.reshape(-1, 1) * to_world[0] + v.reshape(-1, 1) * to_world[1] + to_world[2]
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     origin = -R.T @ t
     return np.broadcast_to(origin, directions.shape), directions
 
 
 def render_views(vertices: np.ndarray, faces: np.ndarray, attributes: np.ndarray, look: dict,
-                 landmarks: dict[str, float], K: np.ndarray, R: np.ndarray, t: np.ndarray, resolution: int):
+                 landmarks: dict[str, float], K: np.ndarray, R: np.ndarray, t: np.ndarray, width: int, height: int,
+                 lighting: dict, effects: dict, plate_seed: list[int], frame_seed: list[int]):
     """Render a posed mesh from C cameras.
 
     Args:
         vertices (V, 3) world metres; faces (T, 3); attributes (V, NUM_ATTRIBUTES) from
-        :func:`appearance.vertex_attributes`; K (C, 3, 3), R (C, 3, 3), t (C, 3) metres.
+        :func:`appearance.vertex_attributes`; K (C, 3, 3), R (C, 3, 3), t (C, 3) metres; lighting from
+        :func:`lighting.sample_lighting`; effects from :func:`camera_effects.sample_effects`; plate_seed: seeds
+        the cameras' background plates (the same in every frame); frame_seed: seeds this frame's noise and
+        shadow-ray jitter.
     Returns:
-        images (C, H, W, 3) uint8 (background 0) and masks (C, H, W) bool (ray hits), H = W = resolution.
+        images (C, H, W, 3) uint8 and masks (C, H, W) bool (the matte: the ray hits, edges moved as
+        ``effects`` says), H = height, W = width.
     """
     caster = RayCaster(vertices, faces)
-    normals = vertex_normals(np.asarray(vertices, np.float64), faces)
-    images = np.zeros((len(K), resolution, resolution, 3), np.uint8)
-    masks = np.zeros((len(K), resolution, resolution), bool)
+    vertices = np.asarray(vertices, np.float64)
+    normals = vertex_normals(vertices, faces)
+    rng = np.random.default_rng(frame_seed)
+    images = np.zeros((len(K), height, width, 3), np.uint8)
+    masks = np.zeros((len(K), height, width), bool)
     for c in range(len(K)):
-        origins, directions = pixel_rays(K[c], R[c], t[c], resolution, resolution)
+        origins, directions = pixel_rays(K[c], R[c], t[c], height, width)
         hit, triangles, barycentric = caster.cast(origins, directions)
         corners = faces[triangles]  # (H, 3)
         interpolated = np.einsum("hk,hka->ha", barycentric, attributes[corners])
@@ -92,8 +101,12 @@ def render_views(vertices: np.ndarray, faces: np.ndarray, attributes: np.ndarray
         normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
         facing = np.sum(normal * directions[hit], axis=1) > 0
         normal[facing] *= -1  # seen from behind (thin parts, interpolation): light the visible side
-        colour = appearance.shade(appearance.albedo(look, landmarks, interpolated), normal)
-        image = images[c].reshape(-1, 3)
-        image[hit] = np.round(colour * 255).astype(np.uint8)
-        masks[c].reshape(-1)[hit] = True
+        points = np.einsum("hk,hka->ha", barycentric, vertices[corners])
+        visible = lights.visibility(caster, points, normal, lighting, rng)
+        colour = lights.shade(appearance.albedo(look, landmarks, interpolated), normal, lighting, visible)
+        picture = np.zeros((height * width, 3))
+        picture[hit] = colour
+        plate = camera_effects.background_plate((*plate_seed, c), height, width) if effects["background"] else None
+        images[c], masks[c] = camera_effects.apply_effects(picture.reshape(height, width, 3),
+                                                           hit.reshape(height, width), effects, plate, rng)
     return images, masks

@@ -3,8 +3,10 @@
     <out>/synth.json                      generator arguments and versions (written first; "complete" at the end)
     <out>/split.json                      {"train": [...], "test": [...]}: the last ~20% of the subjects test
     <out>/synth_000/annots.npy            cameras (K pixels, R, T millimetres, D zeros) and image lists
+    <out>/synth_000/subject.json          what the subject drew: style, shape, look, motion, lights, rig, effects
     <out>/synth_000/Camera_B<c>/<frame:06d>.jpg          c = 1..C
-    <out>/synth_000/mask/Camera_B<c>/<frame:06d>.png     0/255 (the ray hits)
+    <out>/synth_000/mask/Camera_B<c>/<frame:06d>.png     0/255 (the ray hits; with camera effects, a matte
+                                                         whose edge is off by about a pixel)
     <out>/synth_000/joints3d/<frame>.npy  (24, 3) float32 world keypoints (SMPL order, anny bone heads)
     <out>/synth_000/vertices/<frame>.npy  (V, 3) float32 anny vertices, world metres
     <out>/synth_000/params/<frame>.npy    pickled dict: Rh (1, 3) axis-angle, Th (1, 3) metres
@@ -32,18 +34,25 @@ from typing import Any, Iterator
 import numpy as np
 
 from ...errors import UserError
-from . import appearance, body, cameras as camera_rig, render
+from . import appearance, body, camera_effects, cameras as camera_rig, lighting as lights, poses, render, styles
 
 #: Bump whenever the generated content changes for given arguments: resuming across versions is refused.
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
 MANIFEST = "synth.json"
 SPLIT = "split.json"
+SUBJECT_FILE = "subject.json"  # what one subject drew: style, shape, look, motion, lights, rig, camera effects
 SUBJECT_PATTERN = re.compile(r"synth_\d{3,}")
 TEMP_SUFFIX = ".partial"
 #: Stored sizes are multiples of this: the reader halves them to multiples of 128, which the encoders take
 #: without padding.
 RESOLUTION_MULTIPLE = 256
 JPEG_QUALITY = 95
+
+
+def _weighted_choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    names = list(weights)
+    p = np.asarray([weights[n] for n in names], np.float64)
+    return str(rng.choice(names, p=p / p.sum()))
 
 
 def subject_name(index: int) -> str:
@@ -93,13 +102,13 @@ def save_npy_atomic(path: Path, value: Any) -> None:
     _commit(temporary, path)
 
 
-def save_image_atomic(path: Path, array: np.ndarray) -> None:
-    """A uint8 image (H, W[, 3]) as JPEG (``.jpg``) or PNG (``.png``), atomically."""
+def save_image_atomic(path: Path, array: np.ndarray, quality: int = JPEG_QUALITY) -> None:
+    """A uint8 image (H, W[, 3]) as JPEG (``.jpg``, at ``quality``) or PNG (``.png``), atomically."""
     from PIL import Image
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary(path)
     if path.suffix == ".jpg":
-        Image.fromarray(array).save(temporary, format="JPEG", quality=JPEG_QUALITY)
+        Image.fromarray(array).save(temporary, format="JPEG", quality=int(quality))
     else:
         Image.fromarray(array).save(temporary, format="PNG")
     _commit(temporary, path)
@@ -142,10 +151,13 @@ def _single_threaded_children():
 def _render_frame(task: dict) -> tuple[int, int]:
     """Render and write every file of one frame. Returns (subject index, frame)."""
     subject_dir, frame = Path(task["subject_dir"]), task["frame"]
-    images, masks = render.render_views(task["vertices"], _WORKER_FACES, task["attributes"], task["look"],
-                                        task["landmarks"], task["K"], task["R"], task["t"], task["resolution"])
+    images, masks = render.render_views(
+        task["vertices"], _WORKER_FACES, task["attributes"], task["look"], task["landmarks"], task["K"], task["R"],
+        task["t"], task["width"], task["height"], task["lighting"], task["effects"], task["plate_seed"],
+        task["frame_seed"])
     for cam in range(len(images)):
-        save_image_atomic(subject_dir / camera_folder(cam) / f"{frame:06d}.jpg", images[cam])
+        save_image_atomic(subject_dir / camera_folder(cam) / f"{frame:06d}.jpg", images[cam],
+                          task["effects"]["jpeg_quality"])
         save_image_atomic(subject_dir / "mask" / camera_folder(cam) / f"{frame:06d}.png",
                           masks[cam].astype(np.uint8) * 255)
     save_npy_atomic(subject_dir / "joints3d" / f"{frame}.npy", task["keypoints"])
@@ -156,21 +168,31 @@ def _render_frame(task: dict) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------------------------- planning
 class _SubjectPlan:
-    """One subject: its body over all frames, cameras and look (all drawn from ``seed`` and the index)."""
+    """One subject: its body over all frames, cameras, look, lights and camera effects (all drawn from ``seed``
+    and the index)."""
 
-    def __init__(self, model, part_weights, index: int, seed: int, frames: int, num_cameras: int, resolution: int):
+    def __init__(self, model, part_weights, index: int, seed: int, frames: int, num_cameras: int, resolution: int,
+                 style: styles.Style):
         rng = np.random.default_rng([seed, index])
-        self.index, self.name = index, subject_name(index)
+        self.index, self.name, self.seed, self.style = index, subject_name(index), seed, style
         phenotype, stature = body.sample_phenotype(rng)
         self.phenotype = body.fit_height(model, phenotype, stature)
-        self.look = appearance.sample_look(rng)
-        motion = body.sample_motion(rng, frames)
+        self.look = appearance.sample_look(rng, style.look, style.textures)
+        if style.poses == {"gait": 1.0}:
+            motion = body.sample_motion(rng, frames)
+            self.motion_summary = {"motion": "sequence", "families": ["gait"]}
+        else:
+            kind = _weighted_choice(rng, style.motions)
+            motion = poses.sample_family_motion(rng, frames, tuple(style.poses), tuple(style.poses.values()), kind)
+            self.motion_summary = {"motion": kind, "families": motion["families"], "key_frames": motion["key_frames"]}
         self.posed = body.pose_frames(model, self.phenotype, motion)
         self.attributes, self.landmarks = appearance.vertex_attributes(
             self.posed.rest_vertices, self.posed.rest_heads, part_weights)
         points = self.posed.vertices[:, ::5].reshape(-1, 3).astype(np.float64)
-        self.K, self.R, self.t = camera_rig.ring_cameras(rng, num_cameras, resolution, points)
-        self.resolution = resolution
+        self.rig = camera_rig.sample_rig(rng, style.rig, num_cameras, resolution, points)
+        self.K, self.R, self.t = self.rig.K, self.rig.R, self.rig.t
+        self.lighting = lights.sample_lighting(rng, _weighted_choice(rng, style.lighting))
+        self.effects = camera_effects.sample_effects(rng, style.effects)
 
     def params(self, frame: int) -> dict:
         return {
@@ -187,7 +209,9 @@ class _SubjectPlan:
             "subject_index": self.index, "subject_dir": str(subject_dir), "frame": frame,
             "vertices": self.posed.vertices[frame], "keypoints": self.posed.keypoints[frame],
             "params": self.params(frame), "attributes": self.attributes, "look": self.look,
-            "landmarks": self.landmarks, "K": self.K, "R": self.R, "t": self.t, "resolution": self.resolution,
+            "landmarks": self.landmarks, "K": self.K, "R": self.R, "t": self.t, "width": self.rig.width,
+            "height": self.rig.height, "lighting": self.lighting, "effects": self.effects,
+            "plate_seed": [self.seed, self.index, 1], "frame_seed": [self.seed, self.index, 2, frame],
         }
 
     def annots(self, frames: int) -> dict:
@@ -205,9 +229,12 @@ class _SubjectPlan:
 
     def summary(self) -> dict:
         rest_z = self.posed.rest_vertices[:, 2]
-        return {"name": self.name, "phenotype": {k: round(v, 4) for k, v in self.phenotype.items()},
+        return {"name": self.name, "style": self.style.name,
+                "phenotype": {k: round(v, 4) for k, v in self.phenotype.items()},
                 "stature_m": round(float(rest_z.max() - rest_z.min()), 3),
-                "look": appearance.look_summary(self.look)}
+                "look": appearance.look_summary(self.look), "motion": self.motion_summary,
+                "lighting": appearance.look_summary(self.lighting), "rig": self.rig.settings,
+                "camera_effects": self.effects}
 
     def release(self) -> None:
         """Drop the per-frame arrays once every task is submitted (annots and summary stay available)."""
@@ -216,10 +243,10 @@ class _SubjectPlan:
 
 
 # ----------------------------------------------------------------------------------------------- output folder
-def _identity(subjects: int, frames: int, cameras: int, resolution: int, seed: int) -> dict:
+def _identity(subjects: int, frames: int, cameras: int, resolution: int, seed: int, style: str) -> dict:
     return {"format_version": SYNTH_VERSION, "anny_version": body.anny_version(),
             "arguments": {"subjects": subjects, "frames": frames, "cameras": cameras, "resolution": resolution,
-                          "seed": seed}}
+                          "seed": seed, "style": style}}
 
 
 def _read_manifest(out: Path) -> dict | None:
@@ -308,7 +335,8 @@ def _check_arguments(subjects, frames, cameras, resolution, seed, workers) -> No
 
 # ----------------------------------------------------------------------------------------------- entry point
 def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int = 23, resolution: int = 512,
-             seed: int = 0, workers: int | None = None, force: bool = False, progress: bool = True) -> dict:
+             seed: int = 0, workers: int | None = None, force: bool = False, progress: bool = True,
+             style: str = "diverse") -> dict:
     """Generate (or resume) a synthetic set of anny people in the ZJU-MoCap layout (see the module docstring).
 
     Args:
@@ -317,19 +345,21 @@ def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int
             an earlier set made with other arguments (and starts over when they match) and allows writing
             into a non-empty folder; other files there are left alone.
         subjects, frames, cameras: counts; resolution: stored image side in pixels (a multiple of 256);
-        seed: the same seed gives identical arrays; workers: rendering processes (default: one per core).
+        seed: the same seed gives identical arrays; workers: rendering processes (default: one per core);
+        style: a name of :data:`styles.STYLES` (what looks, poses, lights, rigs and camera effects to draw).
     Returns:
         ``{"out", "subjects", "frames_rendered", "frames_skipped", "resumed", "seconds"}``.
     Raises:
         UserError for bad arguments or an output folder it must not write into.
     """
     workers = default_workers() if workers is None else workers
+    style_spec = styles.get_style(style)
     _check_arguments(subjects, frames, cameras, resolution, seed, workers)
     subjects, frames, cameras, resolution, seed, workers = map(int, (subjects, frames, cameras, resolution, seed,
                                                                      workers))
     started = time.monotonic()
     out = Path(out)
-    identity = _identity(subjects, frames, cameras, resolution, seed)
+    identity = _identity(subjects, frames, cameras, resolution, seed, style)
     resumed = _prepare_output(out, identity, force)
     names = [subject_name(i) for i in range(subjects)]
     if not resumed:
@@ -344,7 +374,7 @@ def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int
 
         def plans() -> Iterator[_SubjectPlan]:
             for index in range(subjects):
-                yield _SubjectPlan(model, part_weights, index, seed, frames, cameras, resolution)
+                yield _SubjectPlan(model, part_weights, index, seed, frames, cameras, resolution, style_spec)
 
         plans_by_index: dict[int, _SubjectPlan] = {}
         remaining: dict[int, int] = {}
@@ -355,6 +385,7 @@ def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int
             subject_dir = out / plan.name
             annots_path = subject_dir / "annots.npy"
             if not (resumed and annots_path.is_file()):
+                write_text_atomic(subject_dir / SUBJECT_FILE, json.dumps(plan.summary(), indent=1) + "\n")
                 save_npy_atomic(annots_path, plan.annots(frames))
 
         def completed(result: tuple[int, int]) -> None:
