@@ -1,6 +1,6 @@
 """The one validation of cameras, keypoints and views (``keypointnerf.data.validate``): worked examples, and
-every kind of impossible input refused alike by ``data check``, ``render`` and ``eval`` before any work,
-naming the camera and the file."""
+every kind of impossible input refused alike by ``data check``, ``render``, ``eval`` and ``train`` before any
+work, naming the camera and the file."""
 from __future__ import annotations
 
 import shutil
@@ -157,6 +157,15 @@ def test_impossible_input_is_refused_by_every_verb_before_any_work(intact, tmp_p
                  "--device", "cpu", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert refused in err, err
+    assert not out.exists()
+
+    if case == "empty source mask":
+        return          # training draws its sources at random and skips empty targets: nothing to refuse
+    out = tmp_path / "train"
+    assert main(["train", "--preset", "small", "--data", str(root), "--set", "data.protocol=all", "--device",
+                 "cpu", "--no-progress", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert refused.replace("source camera", "training camera") in err, err
     assert not out.exists()
 
 
