@@ -49,10 +49,8 @@ class ModelConfig:
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type in (int, "int") and (isinstance(value, bool) or not isinstance(value, int)
-                                           or value < (0 if f.name in COUNTS_FROM_ZERO else 1)):
-                least = "0" if f.name in COUNTS_FROM_ZERO else "1"
+            value, least = getattr(self, f.name), 0 if f.name in COUNTS_FROM_ZERO else 1
+            if f.type in (int, "int") and (isinstance(value, bool) or not isinstance(value, int) or value < least):
                 raise UserError(f"model.{f.name}={value!r}: must be an integer >= {least}")
         if not 0 < self.spatial_sigma < math.inf:
             raise UserError(f"model.spatial_sigma ({self.spatial_sigma}) must be a positive length in metres")

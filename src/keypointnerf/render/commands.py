@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.validate import check_source_views
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
 from ..memory import check_fits
-from ..data.validate import check_source_views
 from ..paths import check_out_dir
 
 RENDER_JSON = "render.json"
