@@ -87,16 +87,23 @@ def test_interrupting_a_resume_at_its_start_leaves_the_checkpoints_byte_identica
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # Ctrl-C works again afterwards
 
 
-def test_ctrl_c_during_training_exits_130_and_keeps_the_steps_taken(run, monkeypatch, capsys):
+@pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "interrupted"),
+                                                (signal.SIGTERM, 143, "terminated (SIGTERM) at step")])
+def test_a_signal_during_training_exits_non_zero_and_keeps_the_steps_taken(run, monkeypatch, capsys, signum, code,
+                                                                          said):
+    model = (run / "model.ckpt").read_bytes()
     original = KeypointNeRFTraining.training_step
 
     def step(self, sample, batch_idx):
         if self.global_step == 3:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
         return original(self, sample, batch_idx)
     monkeypatch.setattr(KeypointNeRFTraining, "training_step", step)
-    assert _resume(run, "--set", "optim.max_steps=10") == 130
-    assert _step(run / "checkpoints" / "last.ckpt") == (3, 3)       # steps 3 taken, saved on the interruption
+    assert _resume(run, "--set", "optim.max_steps=10") == code
+    assert said in capsys.readouterr().err
+    saved, adam = _step(run / "checkpoints" / "last.ckpt")
+    assert 3 <= saved <= 4 and adam == saved                        # the steps taken, saved on the signal
+    assert (run / "model.ckpt").read_bytes() == model                # a stopped run exports no model
 
 
 def test_an_unreadable_last_checkpoint_falls_back_to_the_newest_readable_one(run, capsys):

@@ -279,6 +279,7 @@ def _fit(cfg, args, out: Path, device, vgg, init_model) -> int:
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from ..configio import to_dict
     from ..model.checkpoint import save_model
@@ -313,9 +314,13 @@ def _fit(cfg, args, out: Path, device, vgg, init_model) -> int:
     try:
         trainer.fit(module, datamodule=TrainData(cfg), ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:
-        # Lightning turns Ctrl-C into exit(1) after its clean-up; the command's convention is 130
+        # Lightning turns Ctrl-C into exit(1) and SIGTERM into exit(0) after its clean-up: a stopped run must not
+        # look like a finished one (the command's convention: 130 for Ctrl-C, 143 for SIGTERM)
         if isinstance(on_interrupt.exception, KeyboardInterrupt):
             raise KeyboardInterrupt from None
+        if isinstance(on_interrupt.exception, SIGTERMException):
+            raise UserError(f"terminated (SIGTERM) at step {trainer.global_step}; {checkpoints / LAST} holds the "
+                            f"run so far: --resume continues it", exit_code=143) from None
         raise
     finally:
         signal.signal(signal.SIGINT, sigint)      # Lightning ignores further Ctrl-C during its shut-down
