@@ -32,7 +32,8 @@ VIEWS_DIR = "views"
 ORBIT_DIR = "orbit"
 ORBIT_VIDEO = "orbit.mp4"
 DEFAULT_SOURCES = "0,7,15"
-#: what render_image keeps per pixel of an image (rays, sample bounds, the outputs and their scattered copies)
+#: an upper bound of what render_image keeps per pixel of an image (rays, their depth bounds, the outputs and
+#: their gathered and scattered copies add up to about 250 bytes)
 RENDER_BYTES_PER_PIXEL = 512
 
 
