@@ -155,3 +155,38 @@ class MarkerPayload:
 
     def __reduce__(self):
         return self.reducer, self.args
+
+
+def save_random_small_model(path: Path, coarse_samples: int = 4, fine_samples: int = 0, seed: int = 0) -> Path:
+    """A randomly initialised ``small`` model file with cheap sampling settings (for command tests)."""
+    import torch
+
+    from keypointnerf.model import KeypointNeRF, model_preset
+    from keypointnerf.model.checkpoint import save_model
+
+    torch.manual_seed(seed)
+    save_model(path, KeypointNeRF(model_preset("small")),
+               render={"coarse_samples": coarse_samples, "fine_samples": fine_samples})
+    return path
+
+
+def usual_file_mode() -> int:
+    """The mode a new file gets here: 0666 less the umask (0644 with the usual umask 022)."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def failing_on_call(function, call: int, exception: BaseException | type):
+    """``function``, except that its ``call``-th call (1-based) raises ``exception`` instead: a failure or a
+    Ctrl-C half-way through a command."""
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise exception
+        return function(*args, **kwargs)
+    return wrapper

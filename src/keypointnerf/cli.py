@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from .errors import UserError
+from .fileio import ENVIRONMENT_ERRNOS, describe_os_error
 
 # Each module defines ``register(subparsers)``, which adds its verb(s) and sets ``func(args) -> int``.
 VERB_MODULES = [
@@ -34,9 +36,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NEGATIVE_VALUE = re.compile(r"-\d[\d.,eE+-]*")
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """``--sources -1,0,1`` -> ``--sources=-1,0,1``: argparse takes a value starting with '-' for an option
+    unless it is a plain number, so such values would get "expected one argument" instead of the verb's own
+    message about them (no option of this command starts with '-' and a digit)."""
+    joined: list[str] = []
+    for token in argv:
+        if joined and joined[-1].startswith("--") and "=" not in joined[-1] and _NEGATIVE_VALUE.fullmatch(token):
+            joined[-1] = f"{joined[-1]}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -48,6 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"keypointnerf {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # a full or read-only disk, a permission: the machine's state, not a bug (outputs are written atomically,
+        # so what was there before is intact)
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"keypointnerf {args.verb}: error: {where}{describe_os_error(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

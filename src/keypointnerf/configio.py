@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,6 +10,7 @@ from typing import Any, TypeVar
 import yaml
 
 from .errors import UserError
+from .fileio import atomic_write_text
 
 T = TypeVar("T")
 
@@ -100,20 +100,6 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
             raise UserError(f"--set {item!r}: config has no key {key!r}")
         node[parts[-1]] = yaml.safe_load(raw)
     return from_dict(type(cfg), data)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_yaml(cfg: Any, path: str | os.PathLike) -> None:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from .errors import UserError
+from .fileio import check_writable
 
 CACHE_ENV = "KEYPOINTNERF_CACHE"
 
@@ -21,13 +22,14 @@ def cache_dir(*parts: str) -> Path:
 
 
 def check_out_dir(out: Path, force: bool, replaced: str = "the files this command writes there") -> None:
-    """Refuse an --out that is a file, or a non-empty folder without --force (``replaced`` says what --force
-    would overwrite there; everything else is kept)."""
+    """Refuse an --out that is a file, a non-empty folder without --force (``replaced`` says what --force
+    would overwrite there; everything else is kept), or a folder that cannot be written (read-only, full)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; give a folder for --out")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise UserError(f"{out}: folder exists and is not empty; pass --force to overwrite {replaced} "
                         f"(other files are kept), or choose another --out")
+    check_writable(out)
 
 
 def repo_root() -> Path | None:

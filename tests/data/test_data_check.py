@@ -113,10 +113,27 @@ def test_inconsistent_frames(capsys, broken):
     assert any("CoreView_313/mask/Camera (2)/" in p and "mask missing" in p for p in problems)
 
 
-def test_keypoints_outside_images(capsys, broken):
+def test_person_out_of_every_view_is_a_problem(capsys, broken):
     path = broken / "CoreView_377" / "joints3d" / "0.npy"
     np.save(path, np.load(path) + np.float32([0.0, 0.0, 5.0]))
-    _expect_problem(capsys, broken, "CoreView_377/joints3d/0.npy: 24 keypoint(s)")
+    _expect_problem(capsys, broken, "CoreView_377/joints3d/0.npy: camera 2 (Camera_B3) sees none of the 24 "
+                                    "keypoints inside its 256x256 image")
+
+
+def test_keypoints_outside_some_images_are_warnings(capsys, broken):
+    # a raised hand and a foot beyond the images' top and bottom edges: a partial view, usable
+    path = broken / "CoreView_377" / "joints3d" / "1.npy"
+    keypoints = np.load(path)
+    keypoints[22, 2], keypoints[10, 2] = 3.5, -2.0
+    np.save(path, keypoints)
+    code, summary, err = run_check(capsys, broken)
+    assert code == 0, err
+    assert summary["ok"] and summary["problem_count"] == 0
+    subject = next(s for s in summary["subjects"] if s["name"] == "CoreView_377")
+    assert subject["warning_count"] == 4                          # every one of the 4 cameras, frame 1 only
+    assert all("CoreView_377/joints3d/1.npy: camera" in w and "2 keypoint(s) (indices [10, 22])" in w
+               for w in subject["warnings"] if "joints3d" in w)
+    assert "warning:" in err and "usable, with 4 warning(s)" in err
 
 
 @pytest.mark.parametrize("target", ["annots.npy", "params/1.npy"])

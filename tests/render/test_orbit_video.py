@@ -133,7 +133,9 @@ def test_body_frame_of_a_subject(tmp_path):
 
 
 def test_body_frame_falls_back_to_rh(tmp_path):
-    subject, rotation = _subject_with_body(tmp_path, yaw=-0.5, keypoints=np.zeros((24, 3)))
+    # keypoints on one vertical line: no left-right axis, so the facing direction must come from Rh
+    on_a_line = np.stack([np.zeros(24), np.zeros(24), np.linspace(0.1, 1.7, 24)], axis=1)
+    subject, rotation = _subject_with_body(tmp_path, yaw=-0.5, keypoints=on_a_line)
     up, facing, info = describe_body_frame(subject, 0)
     assert info["source"] == "Rh"
     assert np.allclose(up, [0, 0, 1]) and np.allclose(facing, rotation @ np.array([0.0, -1.0, 0.0]))

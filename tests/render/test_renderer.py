@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from keypointnerf.errors import UserError
 from keypointnerf.model import KeypointNeRF, model_preset
 from keypointnerf.render.composite import composite, compositing_weights
 from keypointnerf.render.rays import (camera_rays, near_far, pixel_grid, rays_meet_silhouettes,
@@ -126,8 +127,8 @@ def test_supersampling_averages_renders_of_shifted_pixel_grids(small_model_and_s
     assert ((super2["depth"] - stacked["depth"].mean(0)).abs() > 1e-2).any()    # which a plain mean is not
     assert torch.equal(super2["hits_box"], stacked["hits_box"].any(0))
     assert not torch.allclose(super2["rgb"], single["rgb"], atol=1e-3)    # edges differ: it did something
-    with pytest.raises(ValueError, match="supersample"):
-        render_image(*args, RenderConfig(supersample=0))
+    with pytest.raises(UserError, match="render.supersample=0: must be an integer >= 1"):
+        RenderConfig(supersample=0)
 
 
 def test_rendering_is_independent_of_chunking_and_pixel_order(small_model_and_scene):

@@ -300,8 +300,16 @@ def test_resume_refuses_architecture_changes(tmp_path, capsys):
     assert "model.geo_channels" in capsys.readouterr().err
     assert cli_main(["train", "--out", str(run), "--resume"]) == 2          # an empty file is no checkpoint
     assert "last.ckpt" in capsys.readouterr().err
-    # a checkpoint of another architecture than the run's config
-    save_model(run / "checkpoints" / "last.ckpt", KeypointNeRF(train_preset("zju").model))
+    # a model file is no training checkpoint: nothing to resume from
+    save_model(run / "checkpoints" / "last.ckpt", KeypointNeRF(train_preset("small").model))
+    assert cli_main(["train", "--out", str(run), "--resume"]) == 2
+    assert "last.ckpt: not a training checkpoint" in capsys.readouterr().err
+    # a training checkpoint of another architecture than the run's config
+    from keypointnerf.configio import to_dict
+    other = train_preset("zju")
+    torch.save({"state_dict": {f"model.{k}": v for k, v in KeypointNeRF(other.model).state_dict().items()},
+                "global_step": 1, "optimizer_states": [], "hyper_parameters": {"config": to_dict(other)}},
+               run / "checkpoints" / "last.ckpt")
     assert cli_main(["train", "--out", str(run), "--resume"]) == 2
     assert "architecture differs" in capsys.readouterr().err
 

@@ -3,17 +3,22 @@
 :func:`check_subject` runs, for one subject folder:
 
 * ``annots.npy`` loads with the restricted unpickler (a pickle that would run code is a problem) and has
-  consistent cameras (K, R, T, D finite and well shaped) and per-frame image lists;
+  consistent cameras (K, R, T, D finite and well shaped, positive focal lengths, R a rotation) and per-frame
+  image lists;
 * every listed frame has an image for every camera, a mask (``mask/`` or ``mask_cihp/``), ``joints3d/<i>.npy``
   and ``vertices/<i>.npy`` (or ``new_vertices/``): a missing one is an inconsistent frame list;
-* every keypoint and vertex file has the right shape and only finite values; the keypoints project inside
-  every camera's image (in front of the camera); ``params/<i>.npy`` (or ``new_params/``) load safely and hold
-  ``Rh`` (a missing params folder is only a warning: only orbit rendering needs it);
+* every keypoint and vertex file has the right shape, only finite values and a real spread (not all zero);
+  every camera sees the person (faces the keypoints' centre, at least one keypoint inside its image: keypoints
+  outside some image, such as toes or a raised hand, are only a warning); ``params/<i>.npy`` (or
+  ``new_params/``) load safely and hold ``Rh`` (a missing params folder is only a warning: only orbit
+  rendering needs it);
 * on a subset of frames (``frames_to_decode`` evenly spaced, or all with ``all_frames``), every camera's image
   decodes completely (a truncated JPEG is a problem), its masks decode with the image's size and their union is
   not empty, and all images share one size.
 
-Each problem is a string ``"<file>: <problem>"``.
+Each problem and warning is a string ``"<file>: <what>"``. A problem means the data cannot be used as it is,
+a warning that it can, with a caveat. Cameras and keypoints are judged by ``validate`` (as the reader, render,
+eval and train judge them).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import numpy as np
 
 from ..errors import UserError
 from .protocol import SPLIT_FILE, split_file_protocol
+from .validate import view_findings
 from .zju import (NUM_KEYPOINTS, ZJUSubject, discover_subjects, load_point_array, read_image_file,
                   read_mask_file)
 
@@ -36,11 +42,17 @@ class _Report:
         self.problems: list[str] = []
         self.count = 0
         self.warnings: list[str] = []
+        self.warning_count = 0
 
     def problem(self, message: str) -> None:
         self.count += 1
         if len(self.problems) < MAX_LISTED_PROBLEMS:
             self.problems.append(message)
+
+    def warning(self, message: str) -> None:
+        self.warning_count += 1
+        if len(self.warnings) < MAX_LISTED_PROBLEMS:
+            self.warnings.append(message)
 
     def user_error(self, exc: UserError) -> None:
         self.problem(str(exc))
@@ -49,7 +61,8 @@ class _Report:
 def _npy_frames(folder: Path) -> set[int]:
     if not folder.is_dir():
         return set()
-    return {int(n[:-4]) for n in os.listdir(folder) if n.endswith(".npy") and n[:-4].isdigit()}
+    return {int(n[:-4]) for n in os.listdir(folder) if n.endswith(".npy") and n[:-4].isdigit()
+            and not (folder / n).is_dir()}
 
 
 def _evenly_spaced(items: list[int], count: int) -> list[int]:
@@ -109,12 +122,12 @@ def check_subject(path: str | Path, downsample: float = 0.5, frames_to_decode: i
     # --- arrays of every frame
     keypoints: dict[int, np.ndarray] = {}
     for frame in frames:
-        if subject.keypoints_path(frame).is_file():
+        if subject.keypoints_path(frame).exists():
             try:
                 keypoints[frame] = load_point_array(subject.keypoints_path(frame), "keypoints", NUM_KEYPOINTS)
             except UserError as exc:
                 report.user_error(exc)
-        if subject.vertices_path(frame).is_file():
+        if subject.vertices_path(frame).exists():
             try:
                 subject.vertices(frame)
             except UserError as exc:
@@ -124,11 +137,11 @@ def check_subject(path: str | Path, downsample: float = 0.5, frames_to_decode: i
 
     params_folder = subject.params_path(frames[0]).parent
     if not params_folder.is_dir():
-        report.warnings.append(f"{params_folder}: missing (body orientation for orbit rendering unavailable)")
+        report.warning(f"{params_folder}: missing (body orientation for orbit rendering unavailable)")
     else:
         for frame in frames:
             params_path = subject.params_path(frame)
-            if not params_path.is_file():
+            if not params_path.exists():
                 report.problem(f"{params_path}: body-model parameters missing (frame {frame})")
                 continue
             try:
@@ -150,23 +163,20 @@ def check_subject(path: str | Path, downsample: float = 0.5, frames_to_decode: i
         prepared = (int(stored_size[0] * downsample), int(stored_size[1] * downsample))
         summary["prepared_size"] = list(prepared)
 
-    # --- keypoints in front of and inside every camera (undistorted pinhole at stored resolution)
+    # --- how every camera sees the keypoints (undistorted pinhole at stored resolution): a camera facing away or
+    # seeing none of them is a problem; some keypoints outside an image (toes, a raised hand) only a warning
     if stored_size is not None and keypoints:
         height, width = stored_size
         cams = [subject.raw_camera(c) for c in range(subject.num_cameras)]
         for frame, points in keypoints.items():
             for cam, calib in enumerate(cams):
-                x_cam = points.astype(np.float64) @ calib["R"].T + calib["T"]
-                z = x_cam[:, 2]
-                uv = x_cam @ calib["K"].T
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    uv = uv[:, :2] / uv[:, 2:3]
-                inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
-                if not inside.all():
-                    bad = np.flatnonzero(~inside)
-                    report.problem(f"{subject.keypoints_path(frame)}: {bad.size} keypoint(s) (indices "
-                                   f"{bad[:6].tolist()}{'...' if bad.size > 6 else ''}) project outside the image "
-                                   f"of camera {cam} ({subject.camera_folder(cam)})")
+                Rt = np.concatenate([calib["R"], calib["T"][:, None]], axis=1)
+                problem, warning = view_findings(points, calib["K"], Rt, height, width)
+                where = f"{subject.keypoints_path(frame)}: camera {cam} ({subject.camera_folder(cam)})"
+                if problem:
+                    report.problem(f"{where} {problem}")
+                elif warning:
+                    report.warning(f"{where}: {warning}")
 
     # --- decode images and masks of a frame subset
     decode = [frame for frame in frames if frame in usable_frames]
@@ -209,6 +219,7 @@ def _finish(summary: dict[str, Any], report: _Report) -> dict[str, Any]:
     summary["problems"] = report.problems
     summary["problem_count"] = report.count
     summary["warnings"] = report.warnings
+    summary["warning_count"] = report.warning_count
     return summary
 
 
@@ -220,7 +231,8 @@ def check_data(path: str | Path, downsample: float = 0.5, frames_to_decode: int 
     results = [check_subject(s, downsample=downsample, frames_to_decode=frames_to_decode, all_frames=all_frames)
                for s in subjects]
     total = sum(r["problem_count"] for r in results)
-    summary: dict[str, Any] = {"path": str(path), "ok": True, "problem_count": total, "subjects": results}
+    summary: dict[str, Any] = {"path": str(path), "ok": True, "problem_count": total,
+                               "warning_count": sum(r["warning_count"] for r in results), "subjects": results}
     split_path = Path(path) / SPLIT_FILE
     if split_path.is_file():
         split_problems = []

@@ -17,10 +17,12 @@ def register(subparsers) -> None:
         "check", help="validate a subject folder or a folder of subjects",
         description="Check that a ZJU-MoCap-layout subject (or every subject under a folder) is usable: "
                     "annots.npy and params load without running code, frame lists agree across cameras, masks, "
-                    "joints3d and vertices, arrays have the right shapes and finite values, keypoints project "
-                    "inside every image, and images and masks decode (on a few evenly spaced frames unless "
+                    "joints3d and vertices, cameras are real (positive focal lengths, R a rotation), arrays have "
+                    "the right shapes, finite values and are not all zero, every camera faces the person and sees "
+                    "some keypoints, and images and masks decode (on a few evenly spaced frames unless "
                     "--all-frames) with non-empty masks and one size per subject. Prints a JSON summary to "
-                    "stdout and every problem, naming its file, to stderr; exits 0 when usable, 1 otherwise.")
+                    "stdout and every problem and warning (keypoints outside some image: a partial view), naming "
+                    "its file, to stderr; exits 0 when usable (warnings or not), 1 when there is a problem.")
     check.add_argument("path", metavar="PATH", help="subject folder (holds annots.npy) or a folder of subjects")
     check.add_argument("--downsample", type=float, default=0.5,
                        help="the downsampling the reader will apply (default 0.5): the summary's prepared_size")
@@ -46,9 +48,15 @@ def run(args) -> int:
             print(f"problem: {subject['path']}: ... and {hidden} more problems", file=sys.stderr)
         for warning in subject["warnings"]:
             print(f"warning: {warning}", file=sys.stderr)
+        hidden = subject["warning_count"] - len(subject["warnings"])
+        if hidden > 0:
+            print(f"warning: {subject['path']}: ... and {hidden} more warnings", file=sys.stderr)
     for problem in summary.get("split_problems", []):
         print(f"problem: {problem}", file=sys.stderr)
     if not summary["ok"]:
         print(f"keypointnerf data check: {summary['problem_count']} problem(s) in {args.path}", file=sys.stderr)
         return 1
+    if summary["warning_count"]:
+        print(f"keypointnerf data check: usable, with {summary['warning_count']} warning(s) in {args.path}",
+              file=sys.stderr)
     return 0

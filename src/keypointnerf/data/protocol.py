@@ -223,6 +223,11 @@ def load_sources(subject: ZJUSubject, frame: int, src_cams: Sequence[int]) -> di
         src_masks.append(torch.from_numpy(mask.astype(np.float32))[None])
         src_K.append(torch.from_numpy(K))
         src_Rt.append(torch.from_numpy(Rt))
+    sizes = {tuple(image.shape[1:]) for image in src_images}
+    if len(sizes) > 1:
+        listed = ", ".join(f"camera {c} {image.shape[2]}x{image.shape[1]}" for c, image in zip(src_cams, src_images))
+        raise UserError(f"{subject.path}: the source views of frame {frame} differ in size ({listed}); the model "
+                        f"encodes the views of one frame at one size (see keypointnerf data check)")
     return {"src_images": torch.stack(src_images), "src_masks": torch.stack(src_masks),
             "src_K": torch.stack(src_K), "src_Rt": torch.stack(src_Rt),
             "keypoints": torch.from_numpy(subject.keypoints(frame)),

@@ -34,6 +34,7 @@ from PIL import Image
 
 from ..errors import UserError
 from .safe_pickle import load_npy
+from .validate import camera_problems, point_problems, require_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MASK_FOLDERS = ("mask", "mask_cihp")
@@ -133,10 +134,9 @@ def _as_matrix(value: Any, shape: tuple[int, ...], what: str, source: Path) -> n
 
 
 def load_point_array(path: Path, what: str, num_points: int | None = None) -> np.ndarray:
-    """A (N, 3) float array from a ``.npy`` file, checked for shape and finiteness."""
-    if not path.is_file():
-        raise UserError(f"{path}: {what} file missing")
-    arr = load_npy(path)
+    """A (N, 3) float array from a ``.npy`` file, checked for shape, finiteness and a real spread (not all zero
+    or one point: see ``validate.point_problems``)."""
+    arr = load_npy(require_file(path, what))
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
         raise UserError(f"{path}: {what} is not a numeric array")
     if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] < 1 or (num_points and arr.shape[0] != num_points):
@@ -144,6 +144,9 @@ def load_point_array(path: Path, what: str, num_points: int | None = None) -> np
         raise UserError(f"{path}: {what} has shape {arr.shape}, expected {expected}")
     if not np.all(np.isfinite(arr)):
         raise UserError(f"{path}: {what} contains NaN or infinite values")
+    problems = point_problems(arr, what)
+    if problems:
+        raise UserError(f"{path}: {problems[0]}")
     return arr.astype(np.float32)
 
 
@@ -208,6 +211,8 @@ class ZJUSubject:
     # ----------------------------------------------------------------- annotations
     def _parse_annots(self) -> None:
         annots_path = self.path / "annots.npy"
+        if annots_path.is_dir():
+            raise UserError(f"{annots_path}: is a folder, not the annotations file")
         if not annots_path.is_file():
             raise UserError(f"{annots_path}: missing (not a ZJU-MoCap subject folder)")
         annots = load_npy(annots_path)
@@ -225,6 +230,9 @@ class ZJUSubject:
         self._K = np.stack([_as_matrix(k, (3, 3), f"cams['K'][{c}]", annots_path) for c, k in enumerate(cams["K"])])
         self._R = np.stack([_as_matrix(r, (3, 3), f"cams['R'][{c}]", annots_path) for c, r in enumerate(cams["R"])])
         self._T_mm = np.stack([_as_matrix(t, (3,), f"cams['T'][{c}]", annots_path) for c, t in enumerate(cams["T"])])
+        wrong = [f"camera {c}: {problem}" for c in range(num) for problem in camera_problems(self._K[c], self._R[c])]
+        if wrong:
+            raise UserError(f"{annots_path}: {'; '.join(wrong[:6])}{' ...' if len(wrong) > 6 else ''}")
         self._D: list[np.ndarray] = []
         for c in range(num):
             d = np.zeros(5) if "D" not in cams or cams["D"][c] is None else cams["D"][c]
@@ -452,9 +460,7 @@ class ZJUSubject:
 
     def body_params(self, frame: int) -> dict[str, Any]:
         """The body-model fit of ``frame`` (``params/<frame>.npy``), loaded without running code."""
-        path = self.params_path(frame)
-        if not path.is_file():
-            raise UserError(f"{path}: body-model parameters missing")
+        path = require_file(self.params_path(frame), "body-model parameters")
         params = load_npy(path)
         if not isinstance(params, dict):
             raise UserError(f"{path}: expected a pickled dict (with Rh and Th)")

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..configio import atomic_write_text, to_dict
+from ..configio import to_dict
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
+from ..fileio import atomic_write_text
 from ..paths import check_out_dir
 from ..render.commands import add_sampling_arguments, sampling_option_minimums, sampling_overrides
 
@@ -89,23 +93,34 @@ def _check_options(args) -> None:
         raise UserError(f"--keypoint-noise must be in [0, 100) centimetres, got {args.keypoint_noise}")
 
 
-def _clear_previous_outputs(out: Path) -> None:
-    """Remove what an earlier run of this command wrote (metrics.json, its PNGs), so no stale result stays
-    next to new ones; any other file is left alone."""
-    (out / METRICS_FILE).unlink(missing_ok=True)
+def _replace_images(out: Path, staged: Path | None) -> None:
+    """Put this run's images (``staged``, None = --no-images) in place of an earlier run's: its PNGs in
+    images/ are removed (no stale result stays next to new ones), any other file is left alone."""
     images = out / IMAGES_DIR
     if images.is_dir():
         for path in images.iterdir():
             if path.is_file() and _IMAGE_NAME.fullmatch(path.name):
                 path.unlink()
+    if staged is None:
+        return
+    images.mkdir(exist_ok=True)
+    for path in staged.iterdir():
+        os.replace(path, images / path.name)
+    staged.rmdir()
 
 
 def _check_views(dataset, count: int) -> None:
     """Every target camera must see the person's box (a rectangle of at least the SSIM window): checked for
     all images before the first is rendered, so a bad camera cannot stop an evaluation half-way."""
+    from ..data.validate import check_source_views
     from .metrics import box_rectangle
+    checked = set()
     for name, frame, target in dataset.items[:count]:
         subject = dataset.subjects[name]
+        if (name, frame) not in checked:
+            check_source_views(subject, frame, dataset.cameras[name][0],
+                               hint="; the protocol's input cameras cannot serve this frame (nothing was rendered)")
+            checked.add((name, frame))
         K, Rt = subject.camera(target)
         height, width = subject.image_size
         top, bottom, left, right = box_rectangle(subject.bounds(frame), K, Rt, height, width)
@@ -164,13 +179,9 @@ def run(args) -> int:
         raise UserError(f"{data}: data folder not found")
     device = resolve_device(args.device)
 
-    import torch
-    from PIL import Image
-    from tqdm.auto import tqdm
-
-    from ..data.protocol import ENCODE_KEYS, TestDataset, load_protocol
-    from ..render.renderer import RenderConfig, render_image
-    from .metrics import image_metrics, load_lpips, quantize_8bit
+    from ..data.protocol import TestDataset, load_protocol
+    from ..render.renderer import RenderConfig
+    from .metrics import load_lpips
 
     lpips = load_lpips(args.lpips_weights, device) if args.lpips_weights else None
     protocol = load_protocol(args.protocol, data)
@@ -182,16 +193,46 @@ def run(args) -> int:
             raise UserError(f"protocol {protocol.name} has no train subjects")
         # the train frames seen from the protocol's test cameras: the same data set over another frame list
         protocol = dataclasses.replace(protocol, test=dict(protocol.train))
-    model, _, info = load_model(checkpoint, device)
     dataset = TestDataset(data, protocol, downsample=args.downsample, frame_step=args.frame_step)
     count = len(dataset) if args.max_images is None else min(len(dataset), args.max_images)
     _check_views(dataset, count)
+    model, _, info = load_model(checkpoint, device)
     render_cfg = RenderConfig.for_checkpoint(info, **sampling_overrides(args))
 
+    # an earlier run's results stay whole until this one is: images are staged beside them and metrics.json
+    # is replaced atomically at the end
     out.mkdir(parents=True, exist_ok=True)
-    _clear_previous_outputs(out)
-    if not args.no_images:
-        (out / IMAGES_DIR).mkdir(exist_ok=True)
+    staged = None if args.no_images else Path(tempfile.mkdtemp(dir=out, prefix=f".{IMAGES_DIR}.", suffix=".partial"))
+    try:
+        report = _evaluate(args, model, info, dataset, count, render_cfg, lpips, protocol, data, device, staged,
+                           start)
+        atomic_write_text(out / METRICS_FILE, json.dumps(report, indent=2, allow_nan=False) + "\n")
+        _replace_images(out, staged)
+    finally:
+        if staged is not None and staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)
+
+    mean, per_subject = report["mean"], report["per_subject"]
+    print(f"mean: {_format(mean)}")
+    if len(per_subject) > 1:
+        for name, means in per_subject.items():
+            print(f"  {name}: {_format(means)}")
+    print(f"wrote {out / METRICS_FILE}" + ("" if args.no_images else f" and {len(report['images'])} images in "
+                                           f"{out / IMAGES_DIR}") + f" ({report['seconds']:.1f} s)")
+    return 0
+
+
+def _evaluate(args, model, info, dataset, count, render_cfg, lpips, protocol, data, device, staged, start) -> dict:
+    """Render and score the first ``count`` items -> the report of metrics.json; comparison images go to
+    ``staged`` (None: none)."""
+    import torch
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from ..data.protocol import ENCODE_KEYS
+    from ..render.renderer import render_image
+    from .metrics import image_metrics, quantize_8bit
+
     if lpips is None:
         print("LPIPS skipped: no weights file given (--lpips-weights FILE); metrics.json records lpips as null")
 
@@ -220,9 +261,9 @@ def run(args) -> int:
             raise UserError(f"{subject} frame {frame} camera {target}: cannot score the image ({exc})") from None
         records.append({"subject": subject, "frame": int(frame), "target_cam": int(target),
                         "source_cams": [int(c) for c in sample["meta"]["src_cams"]], **values})
-        if not args.no_images:
+        if staged is not None:
             panel = comparison_image(quantize_8bit(pred), quantize_8bit(sample["tgt_image"]))
-            Image.fromarray(panel).save(out / IMAGES_DIR / f"{subject}_{frame:04d}_cam{target:02d}.png")
+            Image.fromarray(panel).save(staged / f"{subject}_{frame:04d}_cam{target:02d}.png")
         progress.set_postfix(psnr=f"{values['psnr']:.2f}")
     progress.close()
 
@@ -255,12 +296,4 @@ def run(args) -> int:
         "per_subject": per_subject,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    atomic_write_text(out / METRICS_FILE, json.dumps(report, indent=2, allow_nan=False) + "\n")
-
-    print(f"mean: {_format(mean)}")
-    if len(per_subject) > 1:
-        for name, means in per_subject.items():
-            print(f"  {name}: {_format(means)}")
-    print(f"wrote {out / METRICS_FILE}" + ("" if args.no_images else f" and {len(records)} images in "
-                                           f"{out / IMAGES_DIR}") + f" ({report['seconds']:.1f} s)")
-    return 0
+    return report

@@ -9,8 +9,10 @@ import json
 import time
 from pathlib import Path
 
+from ..data.validate import check_source_views
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
+from ..fileio import check_writable
 
 DEFAULT_TRUTH_POINTS = 50000
 
@@ -66,6 +68,7 @@ def _check_options(args) -> Path:
             raise UserError(f"{path}: is a folder; give a file name")
         if path.exists() and not args.force:
             raise UserError(f"{path}: exists; pass --force to overwrite it")
+    check_writable(out.parent)
     return out
 
 
@@ -81,11 +84,12 @@ def run(args) -> int:
     subject = open_subject(args.data, args.downsample)
     frame = check_frame(subject, args.frame)
     check_cameras(subject, sources, "--sources")
+    check_source_views(subject, frame, sources, hint="; choose other --sources")
     device = resolve_device(args.device)
 
     import numpy as np
 
-    from ..configio import atomic_write_text
+    from ..fileio import atomic_write_text
     from ..render.commands import encode_sources, load_checked_model
     from .mesh import (ModelDensity, chamfer_distance, density_grid, extract_mesh, sample_surface, truth_points,
                        vertex_colors, write_ply)

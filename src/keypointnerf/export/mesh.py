@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
+from ..fileio import atomic_write_bytes
 
 #: metres added to every side of the person's box before gridding (the renderer's ray box uses the same margin)
 GRID_MARGIN = 0.01
@@ -214,9 +215,7 @@ def write_ply(path: str | Path, mesh, colors: np.ndarray | None = None) -> Path:
     if colors is not None:
         alpha = np.full((len(colors), 1), 255, dtype=np.uint8)
         out.visual.vertex_colors = np.concatenate([np.asarray(colors, np.uint8), alpha], axis=1)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
-    temporary.write_bytes(trimesh.exchange.ply.export_ply(out, encoding="binary"))
-    os.replace(temporary, path)
+    atomic_write_bytes(path, trimesh.exchange.ply.export_ply(out, encoding="binary"))
     return path
 
 

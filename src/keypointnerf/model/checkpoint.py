@@ -6,7 +6,6 @@ unknown class into an inert placeholder (its tensors still load, no constructor 
 """
 from __future__ import annotations
 
-import io
 import pickle
 import re
 from collections import OrderedDict
@@ -17,6 +16,8 @@ import torch
 
 from ..configio import from_dict, to_dict
 from ..errors import UserError
+from ..fileio import atomic_torch_save
+from ..memory import check_fits
 from .config import ModelConfig
 from .keypointnerf import KeypointNeRF
 
@@ -65,7 +66,7 @@ def safe_torch_load(path: str | Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         pass   # classes beyond plain containers: fall back to inert placeholders below
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - truncated or random bytes fail in many ways (struct.error, ...)
         raise UserError(f"{path}: not a readable torch checkpoint ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle_module())
@@ -221,19 +222,28 @@ def package_checkpoint(model: KeypointNeRF, vgg19: dict | None = None, provenanc
 
 def save_model(path: str | Path, model: KeypointNeRF, vgg19: dict | None = None,
                provenance: dict | None = None, render: dict | None = None) -> None:
-    """Write atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    buffer = io.BytesIO()
-    torch.save(package_checkpoint(model, vgg19, provenance, render), buffer)
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+    """Write atomically (a temporary sibling, synced, then renamed: see ``keypointnerf.fileio``)."""
+    atomic_torch_save(package_checkpoint(model, vgg19, provenance, render), path)
+
+
+def model_bytes(cfg: ModelConfig) -> int:
+    """Bytes of the parameters and buffers of a model of ``cfg``, counted without allocating them."""
+    with torch.device("meta"):
+        model = KeypointNeRF(cfg)
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+
+
+def build_model(cfg: ModelConfig, what: str) -> KeypointNeRF:
+    """``KeypointNeRF(cfg)`` once its weights are known to fit in memory (a file may claim any width)."""
+    check_fits(model_bytes(cfg), what)
+    return KeypointNeRF(cfg)
 
 
 def _model_from_package_state(cfg_dict: dict, state: dict, source: str) -> KeypointNeRF:
+    if not isinstance(cfg_dict, dict):
+        raise UserError(f"{source}: its model config is not a mapping")
     cfg = from_dict(ModelConfig, cfg_dict, where=f"{source} model config")
-    model = KeypointNeRF(cfg)
+    model = build_model(cfg, f"{source}: the model")
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -281,7 +291,17 @@ def load_model(path: str | Path, device: torch.device | str = "cpu"
     source = str(path)
     if not isinstance(ckpt, dict):
         raise UserError(f"{source}: not a checkpoint (top level is {type(ckpt).__name__})")
+    for entry in ("state_dict", "vgg19"):
+        tensors = ckpt.get(entry)
+        if tensors is None:
+            continue
+        bad = [str(k) for k, v in tensors.items() if not torch.is_tensor(v)] if isinstance(tensors, dict) else [""]
+        if bad:
+            raise UserError(f"{source}: its {entry} must map names to tensors"
+                            + (f" ({', '.join(bad[:5])} are not)" if any(bad) else ""))
     if ckpt.get("format") == FORMAT:
+        if not isinstance(ckpt.get("model_config"), dict) or "state_dict" not in ckpt:
+            raise UserError(f"{source}: a keypointnerf model file without its model_config or state_dict")
         model = _model_from_package_state(ckpt["model_config"], ckpt["state_dict"], source)
         vgg, kind = ckpt.get("vgg19") or {}, "package"
         render = ckpt.get("render_config") or {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
+from ..fileio import check_writable
 from .checkpoint import load_model, save_model
 
 
@@ -26,6 +27,7 @@ def run(args) -> int:
         raise UserError(f"{out}: exists; pass --force to overwrite it")
     if out.exists() and out.is_dir():
         raise UserError(f"{out}: is a folder; give a file name")
+    check_writable(out.parent)
     model, vgg19, info = load_model(args.checkpoint)
     save_model(out, model, vgg19, provenance={"imported_from": str(Path(args.checkpoint).resolve()),
                                               "source_kind": info["kind"]}, render=info["render"])

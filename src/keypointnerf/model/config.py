@@ -10,6 +10,10 @@ from ..errors import UserError
 SPATIAL_ENCODINGS = ("rel_z_decay", "abs_xyz", "cam_xyz", "rel_xyz")
 
 
+# integer settings that may be 0 (every other one counts channels, levels or keypoints: at least 1)
+COUNTS_FROM_ZERO = ("tex_upsamplings", "tex_res_blocks", "spatial_frequencies")
+
+
 @dataclass
 class ModelConfig:
     # geometry encoder (stacked hourglass, 1 stack)
@@ -44,6 +48,12 @@ class ModelConfig:
     image_pool: int = 2                 # encoders see the source images average-pooled by this factor
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value, least = getattr(self, f.name), 0 if f.name in COUNTS_FROM_ZERO else 1
+            if f.type in (int, "int") and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise UserError(f"model.{f.name}={value!r}: must be an integer >= {least}")
+        if not 0 < self.spatial_sigma < math.inf:
+            raise UserError(f"model.spatial_sigma ({self.spatial_sigma}) must be a positive length in metres")
         if self.spatial_encoding not in SPATIAL_ENCODINGS:
             raise UserError(f"model.spatial_encoding {self.spatial_encoding!r}: expected one of "
                             f"{', '.join(SPATIAL_ENCODINGS)}")

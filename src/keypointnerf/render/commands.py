@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.validate import check_source_views
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
+from ..memory import check_fits
 from ..paths import check_out_dir
 
 RENDER_JSON = "render.json"
@@ -30,6 +32,9 @@ VIEWS_DIR = "views"
 ORBIT_DIR = "orbit"
 ORBIT_VIDEO = "orbit.mp4"
 DEFAULT_SOURCES = "0,7,15"
+#: an upper bound of what render_image keeps per pixel of an image (rays, their depth bounds, the outputs and
+#: their gathered and scattered copies add up to about 250 bytes)
+RENDER_BYTES_PER_PIXEL = 512
 
 
 def register(subparsers) -> None:
@@ -244,6 +249,9 @@ def run(args) -> int:
     check_cameras(subject, sources, "--sources")
     if targets is not None:
         check_cameras(subject, targets, "--targets")
+    check_source_views(subject, frame, sources, hint="; choose other --sources")
+    _, height, width = scaled_camera(np.eye(3), subject.image_size, args.resolution)
+    check_fits(height * width * RENDER_BYTES_PER_PIXEL, f"rendering {width}x{height} images")
     out = Path(args.out)
     check_out_dir(out, args.force)
     device = resolve_device(args.device)
@@ -251,7 +259,7 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..configio import atomic_write_text
+    from ..fileio import atomic_write_text
     from .orbit import describe_body_frame, orbit_cameras
     from .renderer import RenderConfig, render_image
     from .video import VideoWriter, depth_to_color, source_strip, write_png

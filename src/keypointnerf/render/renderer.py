@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from ..model.keypointnerf import KeypointNeRF, SourceEncoding
 from .composite import composite, compositing_weights
 from .rays import camera_rays, near_far, pixel_grid, rays_meet_silhouettes, silhouette_rectangles
@@ -34,12 +35,25 @@ class RenderConfig:
     density_noise_std: float = 0.0  # noise added to the raw density (training)
     supersample: int = 1            # render_image: n x n rays per pixel, averaged (anti-aliasing; n^2 x the work)
 
+    def __post_init__(self):
+        for name, least in (("coarse_samples", 1), ("fine_samples", 0), ("chunk_rays", 1), ("max_points", 1),
+                            ("supersample", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise UserError(f"render.{name}={value!r}: must be an integer >= {least}")
+        if not 0 <= self.density_noise_std < float("inf"):
+            raise UserError(f"render.density_noise_std={self.density_noise_std!r}: must be finite and >= 0")
+
     @classmethod
     def for_checkpoint(cls, info: dict, **overrides) -> "RenderConfig":
         """The settings stored with a model (``load_model``'s ``info["render"]``), then ``overrides``; the
         training-only fields (jitter, noise) are dropped: renders are deterministic."""
         known = {f.name for f in dataclasses.fields(cls)} - {"stratified", "density_noise_std"}
         stored = {k: v for k, v in (info.get("render") or {}).items() if k in known}
+        try:
+            cls(**stored)
+        except UserError as exc:
+            raise UserError(f"{info.get('path', 'the checkpoint')}: its render settings: {exc}") from None
         return cls(**{**stored, **overrides})
 
 

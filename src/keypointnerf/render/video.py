@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import UserError
+from ..fileio import atomic_path, atomic_writer, temporary_sibling
 
 #: imageio's ffmpeg quality scale (0-10, 10 = best); 8 keeps renders sharp at a modest size
 DEFAULT_QUALITY = 8
@@ -33,19 +34,13 @@ def to_uint8(image) -> np.ndarray:
     return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
-
-
 def write_png(path: str | Path, image) -> Path:
     """Write an image (see :func:`to_uint8`) as PNG atomically (temporary file + rename); creates the folder."""
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary(path)
-    Image.fromarray(to_uint8(image)).save(temporary, format="PNG")
-    os.replace(temporary, path)
+    with atomic_writer(path) as handle:
+        Image.fromarray(to_uint8(image)).save(handle, format="PNG")
     return path
 
 
@@ -76,7 +71,7 @@ class VideoWriter:
         self.frames = 0
         self._size: tuple[int, int] | None = None
         self._writer = None
-        self._temporary = _temporary(self.path)
+        self._temporary = temporary_sibling(self.path)
 
     def _open(self) -> None:
         import imageio.v2 as imageio
@@ -107,9 +102,14 @@ class VideoWriter:
     def close(self) -> Path:
         if self._writer is None:
             raise ValueError(f"{self.path}: no frames were written")
-        self._writer.close()
-        self._writer = None
-        os.replace(self._temporary, self.path)
+        try:
+            self._writer.close()
+            self._writer = None
+            with atomic_path(self.path) as temporary:
+                os.replace(self._temporary, temporary)
+        except BaseException:
+            self.abort()
+            raise
         return self.path
 
     def abort(self) -> None:

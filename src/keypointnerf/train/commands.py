@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 from ..configio import apply_overrides, load_yaml, save_yaml
 from ..errors import UserError
+from ..fileio import atomic_torch_save, atomic_write_bytes, check_writable
 
 RUN_FILES = ("config.yaml", "checkpoints", "logs", "model.ckpt", "vgg19.pth")
 # keys a resumed run may change: a later phase's losses, schedule and training sampling, nothing the weights'
@@ -86,8 +88,6 @@ def _prepare_config(args, out: Path, init_model=None):
             raise UserError("--resume continues a run as it was: it takes neither --force nor --init")
         if not (out / "config.yaml").is_file():
             raise UserError(f"{out}: no config.yaml: not a run folder to resume (start it without --resume)")
-        if not (out / "checkpoints" / "last.ckpt").is_file():
-            raise UserError(f"{out}: no checkpoints/last.ckpt to resume from")
         cfg = load_yaml(TrainConfig, out / "config.yaml")
         if args.preset and args.preset != cfg.preset:
             raise UserError(f"{out}: the run was made with --preset {cfg.preset}, not {args.preset}")
@@ -99,11 +99,12 @@ def _prepare_config(args, out: Path, init_model=None):
         if args.vgg_weights:
             cfg.loss.vgg_weights = str(Path(args.vgg_weights).resolve())
         from ..model.checkpoint import load_model
-        last = out / "checkpoints" / "last.ckpt"
-        saved, _, _ = load_model(last)   # refuses a file that is not a checkpoint of its own model config
+        from .checkpoints import find_resume_checkpoint
+        args.resume_from = find_resume_checkpoint(out / "checkpoints")
+        saved, _, _ = load_model(args.resume_from)   # refuses a checkpoint of another model config
         if saved.cfg != cfg.model:
-            raise UserError(f"{last}: its model architecture differs from {out / 'config.yaml'}; resume with the "
-                            "config the run was started with")
+            raise UserError(f"{args.resume_from}: its model architecture differs from {out / 'config.yaml'}; "
+                            "resume with the config the run was started with")
         return cfg
 
     cfg = train_preset(args.preset or "zju")
@@ -148,12 +149,34 @@ def _check_data(cfg) -> None:
                            num_sources=data.num_sources, source_layout=data.source_layout, cache_mb=16)
     if len(dataset) == 0:
         raise UserError(f"--data {root}: no training frames")
+    from ..data.validate import check_cameras_see_person
+    for name, subject in dataset.subjects.items():
+        if data.patch_size > min(subject.image_size):
+            raise UserError(f"data.patch_size={data.patch_size}: larger than the {subject.image_size[1]}x"
+                            f"{subject.image_size[0]} images of {subject.path} (after data.downsample)")
+        first = next(frame for subject_name, frame in dataset.items if subject_name == name)
+        check_cameras_see_person(subject, first, dataset.cameras[name], "training",
+                                 "; fix or leave out that camera (see keypointnerf data check)")
 
 
 def _check_optimisation(cfg) -> None:
-    """Refuse loss and schedule settings that could only fail later (or silently train nothing)."""
+    """Refuse data, loss and schedule settings that could only fail later (or silently train nothing)."""
     import math
-    optim, loss = cfg.optim, cfg.loss
+    optim, loss, data = cfg.optim, cfg.loss, cfg.data
+    for name, value, least in (("data.patch_size", data.patch_size, 1), ("data.num_sources", data.num_sources, 1),
+                               ("data.loader_workers", data.loader_workers, 0), ("optim.epochs", optim.epochs, 1),
+                               ("checkpoint_every_steps", cfg.checkpoint_every_steps, 1),
+                               ("log_every_steps", cfg.log_every_steps, 1),
+                               ("val_every_steps", cfg.val_every_steps, 0)):
+        if value < least:
+            raise UserError(f"{name}={value}: must be at least {least}")
+    if optim.max_steps == 0 or optim.max_steps < -1:
+        raise UserError(f"optim.max_steps={optim.max_steps}: must be a positive number of steps, or -1 (no limit)")
+    if not 0 < data.downsample <= 1:
+        raise UserError(f"data.downsample={data.downsample}: must be in (0, 1]")
+    for name, value in (("data.cache_mb", data.cache_mb), ("optim.grad_clip", optim.grad_clip)):
+        if not 0 <= value < math.inf:
+            raise UserError(f"{name}={value}: must be finite and >= 0")
     for name, value in (("optim.lr", optim.lr), ("optim.lr_final", optim.lr_final)):
         if not math.isfinite(value) or value < 0 or (name == "optim.lr" and value == 0):
             raise UserError(f"{name}={value}: must be a finite, positive learning rate")
@@ -191,6 +214,9 @@ def _vgg_state(cfg, init_vgg: dict | None):
 def run(args) -> int:
     import torch
     out = Path(args.out)
+    for option, value in (("--threads", args.threads), ("--devices", args.devices), ("--num-nodes", args.num_nodes)):
+        if value is not None and value < 1:
+            raise UserError(f"{option} {value}: must be at least 1")
     if "spawn" in args.strategy:
         # a spawned worker's step count and optimizer state do not come back to the main process
         raise UserError(f"--strategy {args.strategy}: not supported (use ddp)")
@@ -206,6 +232,12 @@ def run(args) -> int:
         init_model, init_vgg, _ = load_model(args.init)
     cfg = _prepare_config(args, out, init_model)
     _check_optimisation(cfg)
+    from ..model.checkpoint import model_bytes
+    from ..memory import check_fits
+    # the weights, their gradients and Adam's two moments
+    check_fits(4 * model_bytes(cfg.model), "training this model (weights, gradients and optimiser state)")
+    if launcher:
+        check_writable(out)
     if args.threads:
         torch.set_num_threads(args.threads)
     from ..device import resolve_device
@@ -229,7 +261,7 @@ def run(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         if vgg is not None and not cfg.loss.vgg_weights:
             # VGG tensors that came with --init: kept beside the run, so that --resume finds them again
-            torch.save(vgg, out / "vgg19.pth")
+            atomic_torch_save(vgg, out / "vgg19.pth")
             cfg.loss.vgg_weights = str((out / "vgg19.pth").resolve())
         save_yaml(cfg, out / "config.yaml")
     elif launcher:
@@ -238,18 +270,20 @@ def run(args) -> int:
         previous = load_yaml(type(cfg), out / "config.yaml")
         if previous != cfg:
             phase = 1 + sum(1 for _ in out.glob("config.phase*.yaml"))
-            shutil.copyfile(out / "config.yaml", out / f"config.phase{phase}.yaml")
+            atomic_write_bytes(out / f"config.phase{phase}.yaml", (out / "config.yaml").read_bytes())
             save_yaml(cfg, out / "config.yaml")
     return _fit(cfg, args, out, device, vgg, init_model)
 
 
 def _fit(cfg, args, out: Path, device, vgg, init_model) -> int:
     import lightning as L
-    from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from ..configio import to_dict
     from ..model.checkpoint import save_model
+    from .checkpoints import LAST, AtomicCheckpointIO, SaveOnInterrupt
     from .module import KeypointNeRFTraining, TrainData, seed_everything
 
     seed_everything(cfg.seed)
@@ -258,18 +292,12 @@ def _fit(cfg, args, out: Path, device, vgg, init_model) -> int:
         module.model.load_state_dict(init_model.state_dict())
     checkpoints = out / "checkpoints"
 
-    class SaveOnInterrupt(Callback):
-        """Ctrl-C, SIGTERM or an error: keep the state reached so far in last.ckpt (--resume reads it)."""
-
-        def on_exception(self, trainer, pl_module, exception):
-            if not isinstance(exception, UserError):      # a diverged loss keeps the last good checkpoint
-                trainer.save_checkpoint(checkpoints / "last.ckpt", weights_only=False)
-
+    on_interrupt = SaveOnInterrupt(checkpoints / LAST)
     callbacks = [
         ModelCheckpoint(dirpath=checkpoints, filename="step{step:07d}", auto_insert_metric_name=False,
                         every_n_train_steps=max(1, cfg.checkpoint_every_steps), save_top_k=1, save_last=True,
                         save_on_train_epoch_end=True, enable_version_counter=False),
-        SaveOnInterrupt()]
+        on_interrupt]
     if not args.no_progress:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     accelerator = "gpu" if device.type == "cuda" else "cpu"
@@ -280,11 +308,24 @@ def _fit(cfg, args, out: Path, device, vgg, init_model) -> int:
         gradient_clip_val=cfg.optim.grad_clip or None, callbacks=callbacks,
         logger=TensorBoardLogger(save_dir=str(out), name="logs", version=""),
         log_every_n_steps=max(1, cfg.log_every_steps), enable_progress_bar=not args.no_progress,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
-    ckpt_path = str(checkpoints / "last.ckpt") if args.resume else None
-    trainer.fit(module, datamodule=TrainData(cfg), ckpt_path=ckpt_path, weights_only=True)
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, plugins=[AtomicCheckpointIO()])
+    ckpt_path = str(args.resume_from) if args.resume else None
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, datamodule=TrainData(cfg), ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:
+        # Lightning turns Ctrl-C into exit(1) and SIGTERM into exit(0) after its clean-up: a stopped run must not
+        # look like a finished one (the command's convention: 130 for Ctrl-C, 143 for SIGTERM)
+        if isinstance(on_interrupt.exception, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        if isinstance(on_interrupt.exception, SIGTERMException):
+            raise UserError(f"terminated (SIGTERM) at step {trainer.global_step}; {checkpoints / LAST} holds the "
+                            f"run so far: --resume continues it", exit_code=143) from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, sigint)      # Lightning ignores further Ctrl-C during its shut-down
     # the final state (ModelCheckpoint saves on its step interval and at epoch ends, not when max_steps stops)
-    trainer.save_checkpoint(checkpoints / "last.ckpt", weights_only=False)
+    trainer.save_checkpoint(checkpoints / LAST, weights_only=False)
     if trainer.is_global_zero:
         module.model.to("cpu")
         save_model(out / "model.ckpt", module.model, provenance={"run": str(out.resolve()), "preset": cfg.preset,
