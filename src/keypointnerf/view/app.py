@@ -27,7 +27,7 @@ SKELETON_COLOUR = (230, 40, 60)
 BOX_COLOUR = (40, 120, 255)
 THUMBNAIL_SIDE = 160          # pixels of a frustum photo's longer side
 MIN_RESOLUTION, MAX_RESOLUTION = 32, 1024
-INITIAL_ELEVATION_DEG = 15.0
+INITIAL_ELEVATION_DEG = 30.0
 
 
 @dataclass(frozen=True)
