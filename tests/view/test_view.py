@@ -129,9 +129,39 @@ def test_progressive_steps_end_with_the_browser_camera(scene, session):
         assert expected["opacity"].max() > 0.5                                # the person is in view
         image, depth = session.picture(steps[-1].result, steps[-1].camera, "depth")
         assert image.shape == (48, 64, 3) and image.dtype == np.uint8 and depth.shape == (48, 64)
+
+        # the export buttons of a page whose camera is that one
+        client = _FakeClient(state)
+        files = app._export_view(client).result(300)
+        assert np.array_equal(np.asarray(Image.open(files["rgb"])),
+                              np.rint(expected["rgb"].clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+        app.resolution, app.orbit_frames.value = 32, 2
+        video = app._export_orbit(client).result(300)
+        assert video.name == "orbit.mp4" and video.parent.name == "orbit_000" and video.is_file()
+        assert [name for name, _ in client.downloads] == [files["rgb"].name, "orbit_000.mp4"]
+        assert client.downloads[0][1] == files["rgb"].read_bytes()
         app.worker.close()
     finally:
         server.stop()
+
+
+class _FakeClient:
+    """What the export buttons use of a page's client handle."""
+
+    client_id = 7
+
+    def __init__(self, state):
+        self.camera = type("Camera", (), {"wxyz": state.wxyz, "position": state.position, "fov": state.fov,
+                                          "aspect": state.aspect})()
+        self.downloads = []
+
+    def add_notification(self, title, body, **kwargs):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(title=title, body=body, **kwargs)
+
+    def send_file_download(self, name, content, *args, **kwargs):
+        self.downloads.append((name, content))
 
 
 # ----------------------------------------------------------------------------------------------- progressive rendering

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -323,9 +324,10 @@ class ViewerApp:
 
         self.worker.submit(task)
 
-    def _export_view(self, client) -> None:
+    def _export_view(self, client) -> Future | None:
+        """Export the client's current view (a worker task) -> its Future (of the written files)."""
         if client is None:
-            return
+            return None
         state = CameraState.of(client.camera)
         notice = client.add_notification("Exporting the view", f"rendering at {self.resolution} px...",
                                          loading=True, with_close_button=False)
@@ -342,13 +344,15 @@ class ViewerApp:
             client.send_file_download(files["rgb"].name, files["rgb"].read_bytes())
             return files
 
-        self.worker.submit(task).add_done_callback(
-            lambda future: self._finish_export(notice, future, lambda files: f"wrote {files['rgb']} "
-                                                                            f"(+ depth, opacity, json)"))
+        future = self.worker.submit(task)
+        future.add_done_callback(lambda done: self._finish_export(
+            notice, done, lambda files: f"wrote {files['rgb']} (+ depth, opacity, json)"))
+        return future
 
-    def _export_orbit(self, client) -> None:
+    def _export_orbit(self, client) -> Future | None:
+        """``keypointnerf render --orbit`` of the page's settings (a worker task) -> its Future (of the video)."""
         if client is None:
-            return
+            return None
         frames, resolution = int(self.orbit_frames.value), self.resolution
         notice = client.add_notification("Exporting the orbit", f"keypointnerf render --orbit {frames} at "
                                                                 f"{resolution} px...", loading=True,
@@ -366,8 +370,9 @@ class ViewerApp:
             client.send_file_download(f"{out.name}.mp4", video.read_bytes())
             return video
 
-        self.worker.submit(task).add_done_callback(
-            lambda future: self._finish_export(notice, future, lambda video: f"wrote {video}"))
+        future = self.worker.submit(task)
+        future.add_done_callback(lambda done: self._finish_export(notice, done, lambda video: f"wrote {video}"))
+        return future
 
     def _finish_export(self, notice, future, describe) -> None:
         if future.cancelled():
