@@ -399,6 +399,7 @@ def test_page_in_headless_chromium(scene, session):
     ({"--sources": "0,1,7"}, ["camera 7 does not exist"]),
     ({"--checkpoint": "missing.ckpt"}, ["missing.ckpt", "not found"]),
     ({"--resolution": "8"}, ["--resolution must be >= 32"]),
+    ({"--host": "192.0.2.1"}, ["--host 192.0.2.1: cannot listen on this address"]),   # not this machine's
 ])
 def test_view_refusals(scene, capsys, change, expected):
     args = ["view", "--checkpoint", str(scene["checkpoint"]), "--data", str(scene["subject"]), "--sources", "0,1,2",

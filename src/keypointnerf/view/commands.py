@@ -7,6 +7,7 @@ Ctrl-C stops the server; so does closing the last page (after ``--close-after`` 
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -83,6 +84,16 @@ def _check_options(args) -> None:
         raise UserError(f"--close-after must be >= 0 seconds, got {args.close_after}")
 
 
+def _check_host(host: str) -> None:
+    """UserError when nothing can listen on ``host`` (viser would try 1000 ports there, then wait forever)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(address)
+    except OSError as exc:
+        raise UserError(f"--host {host}: cannot listen on this address ({exc})") from None
+
+
 def _stop_on_sigterm():
     """Turn SIGTERM into KeyboardInterrupt (a clean stop) -> the previous handler, or None off the main thread."""
     try:
@@ -103,6 +114,7 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; give a folder for --out")
+    _check_host(args.host)
     viser = require_viser()
     device = resolve_device(args.device)
 
