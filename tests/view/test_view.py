@@ -106,6 +106,24 @@ def test_render_callback_gives_render_pixels(scene, session):
     assert np.asarray(Image.open(files["opacity"])).max() > 0          # something was rendered
 
 
+def test_render_stops_between_chunks(session):
+    """``should_stop`` is asked before every chunk of rays; true -> RenderCancelled, never true -> same pixels."""
+    import dataclasses
+
+    camera = _dataset_camera(session, 3, 32)
+    cfg = dataclasses.replace(session.cfg, chunk_rays=64)
+    calls = []
+    reference = session.render(camera, cfg)
+    assert torch.equal(session.render(camera, cfg, should_stop=lambda: calls.append(1) and False)["rgb"],
+                       reference["rgb"])
+    chunks = len(calls)
+    assert chunks >= 3                                     # several chunks: the test below stops in the middle
+    asked = []
+    with pytest.raises(RenderCancelled):
+        session.render(camera, cfg, should_stop=lambda: asked.append(1) or len(asked) > 2)
+    assert len(asked) == 3
+
+
 def test_progressive_steps_end_with_the_browser_camera(scene, session):
     """The page's render callback: a browser camera -> previews, then the full render of exactly that camera."""
     from keypointnerf.view.app import CameraState, ViewerApp
