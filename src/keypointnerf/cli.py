@@ -19,6 +19,7 @@ VERB_MODULES = [
     "keypointnerf.eval.commands",
     "keypointnerf.render.commands",
     "keypointnerf.export.commands",
+    "keypointnerf.view.commands",
     "keypointnerf.demo",
 ]
 

@@ -220,7 +220,7 @@ def _check_options(args) -> None:
         raise UserError(f"--elevation must lie strictly between -90 and 90 degrees, got {args.elevation}")
 
 
-def _depth_range(Rt: np.ndarray, bounds: np.ndarray) -> tuple[float, float]:
+def depth_range(Rt: np.ndarray, bounds: np.ndarray) -> tuple[float, float]:
     """Near/far (metres along the ray) for colour-mapping depth: the person's box seen from this camera, so all
     views of one run share the scale (no flicker in an orbit)."""
     R, t = Rt[:, :3], Rt[:, 3]
@@ -233,6 +233,37 @@ def _depth_range(Rt: np.ndarray, bounds: np.ndarray) -> tuple[float, float]:
 
 def _as_list(array: np.ndarray) -> list:
     return np.round(np.asarray(array, dtype=np.float64), 8).tolist()
+
+
+def view_pictures(result: dict, Rt: np.ndarray, bounds: np.ndarray, depth: bool = False,
+                  opacity: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+    """The pictures of one rendered camera (``render_image``'s ``result``; world-to-camera ``Rt`` (3, 4); the
+    person's box ``bounds`` (2, 3)) -> ({"rgb": (H, W, 3) float in [0, 1], "depth": (H, W, 3) uint8 colours
+    (see ``--depth``), "opacity": (H, W) float}, extra render.json fields (``depth_range_m``)); depth and
+    opacity only when asked."""
+    from .video import depth_to_color
+
+    pictures = {"rgb": result["rgb"].float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()}
+    fields = {}
+    if depth:
+        near, far = depth_range(Rt, bounds)
+        pictures["depth"] = depth_to_color(result["depth"].cpu(), result["opacity"].cpu(), near, far)
+        fields["depth_range_m"] = [round(near, 6), round(far, 6)]
+    if opacity:
+        pictures["opacity"] = result["opacity"][0].float().cpu().clamp(0, 1).numpy()
+    return pictures, fields
+
+
+def write_view(out: Path, stem: str, result: dict, Rt: np.ndarray, bounds: np.ndarray, depth: bool = False,
+               opacity: bool = False) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """Write :func:`view_pictures` as ``out/<stem>.png``, ``<stem>_depth.png``, ``<stem>_opacity.png`` ->
+    (pictures, files {"rgb"|"depth"|"opacity": path relative to ``out``}, extra render.json fields)."""
+    from .video import write_png
+
+    pictures, fields = view_pictures(result, Rt, bounds, depth, opacity)
+    files = {kind: write_png(out / f"{stem}{'' if kind == 'rgb' else '_' + kind}.png", picture)
+             .relative_to(out).as_posix() for kind, picture in pictures.items()}
+    return pictures, files, fields
 
 
 def run(args) -> int:
@@ -262,7 +293,7 @@ def run(args) -> int:
     from ..fileio import atomic_write_text
     from .orbit import describe_body_frame, orbit_cameras
     from .renderer import RenderConfig, render_image
-    from .video import VideoWriter, depth_to_color, source_strip, write_png
+    from .video import VideoWriter, source_strip, write_png
 
     model, info = load_checked_model(checkpoint, device, subject)
     cfg = RenderConfig.for_checkpoint(info, **sampling_overrides(args))
@@ -316,22 +347,13 @@ def run(args) -> int:
         for name, stem, K, Rt, height, width, extra in tqdm(views, desc="render", unit="view"):
             result = render_image(model, enc, torch.from_numpy(K).float(), torch.from_numpy(Rt).float(), height,
                                   width, bounds, cfg)
-            rgb = result["rgb"].float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
-            files = {"rgb": write_png(out / f"{stem}.png", rgb).relative_to(out).as_posix()}
-            record = {"name": name, **extra, "width": width, "height": height, "K": _as_list(K), "Rt": _as_list(Rt)}
-            if args.depth:
-                near, far = _depth_range(Rt, bounds_np)
-                colours = depth_to_color(result["depth"].cpu(), result["opacity"].cpu(), near, far)
-                files["depth"] = write_png(out / f"{stem}_depth.png", colours).relative_to(out).as_posix()
-                record["depth_range_m"] = [round(near, 6), round(far, 6)]
-            if args.opacity:
-                opacity = result["opacity"][0].float().cpu().clamp(0, 1).numpy()
-                files["opacity"] = write_png(out / f"{stem}_opacity.png", opacity).relative_to(out).as_posix()
-            record["files"] = files
+            pictures, files, fields = write_view(out, stem, result, Rt, bounds_np, args.depth, args.opacity)
+            record = {"name": name, **extra, "width": width, "height": height, "K": _as_list(K), "Rt": _as_list(Rt),
+                      **fields, "files": files}
             records.append(record)
             written.extend(files.values())
             if video is not None:
-                video.append(rgb)
+                video.append(pictures["rgb"])
         if video is not None:
             video.close()
             written.append(ORBIT_VIDEO)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -55,6 +56,11 @@ class RenderConfig:
         except UserError as exc:
             raise UserError(f"{info.get('path', 'the checkpoint')}: its render settings: {exc}") from None
         return cls(**{**stored, **overrides})
+
+
+class RenderCancelled(Exception):
+    """Raised by :func:`render_pixels` / :func:`render_image` when their ``should_stop()`` turns true (checked
+    before every chunk of rays): an interactive viewer drops a render whose camera has moved."""
 
 
 @dataclass
@@ -216,11 +222,13 @@ def source_rectangles(enc: SourceEncoding) -> torch.Tensor:
 
 def render_pixels(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt: torch.Tensor, pixels: torch.Tensor,
                   bounds: torch.Tensor, cfg: RenderConfig | None = None, training: bool = False,
-                  stats: RenderStats | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
+                  stats: RenderStats | None = None, progress: bool = False,
+                  should_stop: Callable[[], bool] | None = None) -> dict[str, torch.Tensor]:
     """Render target pixels (P, 2) (u, v) of camera K (3, 3), [R|t] (3, 4) in chunks of rays.
 
     -> per-pixel outputs of ``render_rays`` (P, ...) plus ``hits_box`` (P,) bool; pixels whose ray misses the
-    box are empty (zeros) unless ``cfg.box_rays_only`` is False.
+    box are empty (zeros) unless ``cfg.box_rays_only`` is False. ``should_stop()`` true before a chunk raises
+    :class:`RenderCancelled`.
     """
     cfg = cfg or RenderConfig()
     stats = stats if stats is not None else RenderStats()
@@ -239,6 +247,8 @@ def render_pixels(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt:
     outputs: dict[str, list] = {}
     parts = list(_in_batches(len(traced), cfg.chunk_rays))
     for part in tqdm(parts, desc="rendering", unit="chunk", disable=not progress, leave=False):
+        if should_stop is not None and should_stop():
+            raise RenderCancelled
         index = traced[part]
         result = render_rays(model, enc, origins[index], directions[index], near[index], far[index], cfg,
                              training=training, stats=stats)
@@ -267,7 +277,8 @@ def subpixel_offsets(n: int) -> torch.Tensor:
 
 def render_image(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt: torch.Tensor, height: int,
                  width: int, bounds: torch.Tensor, cfg: RenderConfig | None = None,
-                 stats: RenderStats | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
+                 stats: RenderStats | None = None, progress: bool = False,
+                 should_stop: Callable[[], bool] | None = None) -> dict[str, torch.Tensor]:
     """Render a whole (height x width) image -> ``rgb`` (3, H, W), ``opacity`` (1, H, W), ``depth`` (1, H, W)
     (metres along the ray), the ``_coarse`` counterparts, ``aux`` (1, H, W) and ``hits_box`` (H, W) bool.
 
@@ -276,7 +287,7 @@ def render_image(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt: 
     integrates light over a pixel and as a downsampled photo's pixels are area averages: edges come out
     anti-aliased instead of stair-stepped. Colours and opacities are plain means; depth and ``aux``, which are
     per unit opacity, are opacity-weighted means (an empty sub-ray does not pull an edge's depth towards 0);
-    ``hits_box``: any sub-ray.
+    ``hits_box``: any sub-ray. ``should_stop``: see :func:`render_pixels`.
     """
     cfg = cfg or RenderConfig()
     samples = int(cfg.supersample)
@@ -285,13 +296,14 @@ def render_image(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt: 
     pixels = pixel_grid(height, width, device=enc.images.device)
     if samples == 1:
         with torch.inference_mode():
-            flat = render_pixels(model, enc, K, Rt, pixels, bounds, cfg, stats=stats, progress=progress)
+            flat = render_pixels(model, enc, K, Rt, pixels, bounds, cfg, stats=stats, progress=progress,
+                                 should_stop=should_stop)
     else:
         sums: dict[str, torch.Tensor] = {}
         for offset in subpixel_offsets(samples).to(pixels.device):
             with torch.inference_mode():
                 part = render_pixels(model, enc, K, Rt, pixels + offset, bounds, cfg, stats=stats,
-                                     progress=progress)
+                                     progress=progress, should_stop=should_stop)
             for key, value in part.items():
                 if key in _PER_OPACITY:
                     value = value * part[_PER_OPACITY[key]]
