@@ -54,6 +54,11 @@ def test_presets_and_yaml_round_trip(tmp_path):
     assert load_yaml(TrainConfig, tmp_path / "c.yaml") == small
     with pytest.raises(UserError, match="unknown preset"):
         train_preset("huge")
+    # a config written before render.grad_checkpoint existed still loads, with the key's default
+    data = yaml.safe_load(text)
+    del data["render"]["grad_checkpoint"]
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(data))
+    assert load_yaml(TrainConfig, tmp_path / "old.yaml") == small and small.render.grad_checkpoint
 
 
 def test_small_model_fits_the_size_budget():
