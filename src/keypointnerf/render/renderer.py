@@ -12,7 +12,7 @@ Training renders (``training=True``) draw their random numbers (coarse jitter, d
 once per pixel (:class:`RayDraws`), so the two paths, any chunking and any culling see the same numbers and give
 the same loss and gradients. With ``grad_checkpoint`` the point networks keep only their inputs and outputs for
 the backward pass and recompute the rest there, batch by batch: the memory of a training step then grows by
-about 1 KB per evaluated point instead of about 25 KB (official model), for the same gradients.
+a few KB per evaluated point instead of about 25 KB (official model, measured), for the same gradients.
 """
 from __future__ import annotations
 
