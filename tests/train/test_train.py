@@ -54,6 +54,11 @@ def test_presets_and_yaml_round_trip(tmp_path):
     assert load_yaml(TrainConfig, tmp_path / "c.yaml") == small
     with pytest.raises(UserError, match="unknown preset"):
         train_preset("huge")
+    # a config written before render.grad_checkpoint existed still loads, with the key's default
+    data = yaml.safe_load(text)
+    del data["render"]["grad_checkpoint"]
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(data))
+    assert load_yaml(TrainConfig, tmp_path / "old.yaml") == small and small.render.grad_checkpoint
 
 
 def test_small_model_fits_the_size_budget():
@@ -164,6 +169,53 @@ def test_loss_counts_each_render_pass_once(monkeypatch, fine_samples):
     else:                   # 10 * 0.5 + 1 * 0.25 - ln(0.5) - ln(0.9)
         expected = 10 * 0.5 + 0.25 - math.log(0.5 + eps) - math.log(0.9 + eps)
     assert total == pytest.approx(expected, rel=1e-5)
+
+
+def test_training_path_gives_the_plain_paths_loss_and_gradients(monkeypatch, one_torch_thread):
+    # the training step's render (culled rays and samples, coarse values reused, networks recomputed in the
+    # backward pass) against the plain one (every sample of every ray, activations kept), with the training
+    # randomness on: jitter, density noise, random importance draws, view dropout
+    from conftest import make_scene
+
+    from keypointnerf.render.renderer import RenderStats
+    from keypointnerf.train import module as train_module
+    from keypointnerf.train.config import config_to_dict
+    cfg = train_preset("small")
+    cfg.render.coarse_samples, cfg.render.fine_samples, cfg.render.max_points = 16, 16, 500
+    cfg.loss.ssim, cfg.loss.mask = 1.0, 0.5
+    scene = make_scene(size=64)
+    # a 16 x 16 patch across the top of the silhouette: some of its rays cannot meet the visual hull
+    vv, uu = torch.meshgrid(torch.arange(0, 16), torch.arange(24, 40), indexing="ij")
+    sample = {"src_images": scene["images"], "src_masks": scene["masks"], "src_K": scene["K"], "src_Rt": scene["Rt"],
+              "keypoints": scene["keypoints"], "bounds": scene["bounds"], "tgt_image": scene["tgt_image"],
+              "tgt_mask": scene["tgt_mask"], "tgt_K": scene["tgt_K"], "tgt_Rt": scene["tgt_Rt"],
+              "pixels": torch.stack([uu.reshape(-1), vv.reshape(-1)], dim=1)}
+    results, render = {}, train_module.render_pixels
+    for path, settings in (("training", {}), ("plain", {"cull": False, "grad_checkpoint": False})):
+        torch.manual_seed(0)
+        trainer = train_module.KeypointNeRFTraining(config_to_dict(cfg))
+        with torch.no_grad():   # a density that is positive inside the hull, so the patch is not empty
+            trainer.model.geometry_mlp.fused_out.bias[1] = 3.0
+        for key, value in settings.items():
+            setattr(trainer.render_cfg, key, value)
+        stats = RenderStats()
+        monkeypatch.setattr(train_module, "render_pixels", lambda *a, **k: render(*a, **k, stats=stats))
+        torch.manual_seed(1)
+        losses = trainer._losses(sample)
+        losses["loss"].backward()
+        grads = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
+        results[path] = float(losses["loss"].detach()), grads, stats
+    (loss, grads, stats), (plain_loss, plain_grads, plain_stats) = results["training"], results["plain"]
+    assert stats.extra["rays_skipped"] > 0 and stats.geometry_evaluations < plain_stats.geometry_evaluations / 2
+    assert loss == pytest.approx(plain_loss, rel=1e-5)
+    assert grads.keys() == plain_grads.keys() and len(grads) == len(list(trainer.model.parameters()))
+    # float tolerance against the largest gradient (some are 0 up to rounding: biases before InstanceNorm)
+    scale = max(float(g.abs().max()) for g in plain_grads.values())
+    assert scale > 0
+    worst = max(float((grads[name] - plain_grads[name]).abs().max()) for name in grads)
+    print(f"largest gradient {scale:.3g}, largest difference {worst:.3g}")
+    for name, grad in grads.items():
+        assert torch.allclose(grad, plain_grads[name], rtol=1e-4, atol=1e-6 * scale), name
 
 
 def test_view_dropout_keeps_at_least_one_view_and_drops_half_of_the_others():

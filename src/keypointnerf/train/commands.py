@@ -23,11 +23,11 @@ from ..errors import UserError
 from ..fileio import atomic_torch_save, atomic_write_bytes, check_writable
 
 RUN_FILES = ("config.yaml", "checkpoints", "logs", "model.ckpt", "vgg19.pth")
-# keys a resumed run may change: a later phase's losses, schedule and training sampling, nothing the weights'
-# shapes, the renderer or the data's scale depend on
+# keys a resumed run may change: a later phase's losses, schedule and training sampling, and the renderer's
+# memory bounds (same results); nothing the weights' shapes, the renderer's output or the data's scale depend on
 RESUMABLE_PREFIXES = ("optim.", "loss.", "checkpoint_every_steps", "val_every_steps", "log_every_steps",
                       "data.loader_workers", "data.cache_mb", "data.root", "data.view_dropout", "data.patch_size",
-                      "data.source_layout")
+                      "data.source_layout", "render.grad_checkpoint", "render.max_points", "render.chunk_rays")
 
 
 def register(subparsers) -> None:
