@@ -230,7 +230,7 @@ def import_capture(source: str | Path, out: str | Path, options: ImportOptions |
                 got, image = next(iterator)
                 assert got == index
                 images.append(image)
-            masks, keypoints2d = [], []
+            masks, keypoints2d, nobody = [], [], 0
             for c, (s, image) in enumerate(zip(sources, images)):
                 where = f"{s.describe(index)}"
                 if masks_mode == "files":
@@ -252,19 +252,22 @@ def import_capture(source: str | Path, out: str | Path, options: ImportOptions |
                         warnings.append(f"{where}: the detector found nobody (camera {s.camera.name!r}, frame "
                                         f"{index})")
                 if points is None:
+                    nobody += 1
                     points = np.zeros((len(joint_map.DETECTED), 3))
                 points = points.copy()
                 points[:, :2] = s.camera.undistort_points(points[:, :2])
                 keypoints2d.append(points)
+            if nobody == len(cameras):
+                warnings.append(f"frame {index}: left out: nobody found in any camera")
+                continue
             result = triangulate(projections, np.stack(keypoints2d), threshold, options.min_confidence)
             missing = [j for j, name in enumerate(joint_map.DETECTED)
                        if name in joint_map.REQUIRED and not np.all(np.isfinite(result.points[j]))]
             if missing:
-                for j in missing:
-                    seen = [names[v] for v in np.flatnonzero(result.candidates[j])]
-                    warnings.append(f"frame {index}: {joint_map.DETECTED[j]} left out of the import: seen by "
-                                    f"{len(seen)} camera(s) {seen} but fewer than 2 views agree within "
-                                    f"{threshold:.1f} px")
+                seen = [f"{joint_map.DETECTED[j]} (detected by cameras "
+                        f"{[names[v] for v in np.flatnonzero(result.candidates[j])]})" for j in missing]
+                warnings.append(f"frame {index}: left out: fewer than 2 views agree within {threshold:.1f} px on "
+                                + ", ".join(seen))
                 continue
             center = np.nanmean(result.points, axis=0)
             check_person_in_front(cameras, center, f"frame {index}")
@@ -294,7 +297,8 @@ def import_capture(source: str | Path, out: str | Path, options: ImportOptions |
             if model is not None:
                 model.close()
     if not kept:
-        raise UserError(f"{source}: no frame could be imported: " + ("; ".join(warnings[-5:]) or "no keypoints"))
+        raise UserError(f"{source}: no frame could be imported ({len(indices)} tried): "
+                        + "; ".join(warnings[-3:]))
 
     sequence = smooth(np.stack([detected3d[i] for i in kept]), options.smooth)
     smpl = joint_map.to_smpl(sequence)

@@ -1,11 +1,14 @@
 """Foreground masks of a capture: given as files, from clean background plates, or from a segmentation model.
 
-Background differencing (:func:`plate_mask`), per pixel, on images blurred with a 5x5 Gaussian (JPEG and sensor
+Background differencing (:func:`plate_mask`), per pixel, on images blurred with a 3x3 Gaussian (JPEG and sensor
 noise): the difference is the largest absolute channel difference (0-255) between the frame and the plate; a
-pixel is foreground when it exceeds ``max(threshold, NOISE_FACTOR * noise)`` where ``noise`` is the robust
-standard deviation (1.4826 x median absolute deviation) of the difference over the whole image, which the
-background dominates. Morphology then closes small gaps (5x5 ellipse), removes specks (3x3 opening), fills
-holes, and keeps the connected regions of at least ``MIN_REGION_FRACTION`` of the largest one.
+pixel is foreground when it exceeds ``t = max(threshold, median + NOISE_FACTOR * noise)`` where ``noise`` is the
+robust standard deviation (1.4826 x median absolute deviation) of the difference over the whole image, which the
+background dominates. Morphology then removes specks (3x3 opening), closes small gaps (5x5 ellipse), fills
+holes, and keeps the connected regions of at least ``MIN_REGION_FRACTION`` of the largest one. Last, the
+outline (the pixels an erosion by one removes), which the blur widens, keeps only the pixels whose unblurred
+difference exceeds ``EDGE_FACTOR * t``. On synthetic people over textured plates at 256 px (sensor noise or
+H.264 video) this gives an IoU of about 0.97 with the true masks (tests/capture/test_masks.py).
 """
 from __future__ import annotations
 
@@ -15,9 +18,11 @@ import numpy as np
 from ..errors import UserError
 
 #: Default absolute threshold on the largest channel difference, in 0-255 units.
-DEFAULT_THRESHOLD = 30.0
+DEFAULT_THRESHOLD = 20.0
 #: The threshold also stays above this many robust standard deviations of the difference image.
 NOISE_FACTOR = 4.0
+#: Outline pixels stay foreground only where the unblurred difference exceeds this fraction of the threshold.
+EDGE_FACTOR = 0.7
 #: Regions smaller than this fraction of the largest region are dropped.
 MIN_REGION_FRACTION = 0.1
 
@@ -26,15 +31,19 @@ def plate_mask(image: np.ndarray, plate: np.ndarray, threshold: float = DEFAULT_
     """Foreground mask (H, W) bool of ``image`` (H, W, 3) uint8 against the clean plate (H, W, 3) uint8."""
     if image.shape != plate.shape:
         raise ValueError(f"image {image.shape} and plate {plate.shape} differ in size")
-    blurred_image = cv2.GaussianBlur(image, (5, 5), 0).astype(np.int16)
-    blurred_plate = cv2.GaussianBlur(plate, (5, 5), 0).astype(np.int16)
+    blurred_image = cv2.GaussianBlur(image, (3, 3), 0).astype(np.int16)
+    blurred_plate = cv2.GaussianBlur(plate, (3, 3), 0).astype(np.int16)
     difference = np.abs(blurred_image - blurred_plate).max(axis=2).astype(np.float32)
     median = float(np.median(difference))
     noise = 1.4826 * float(np.median(np.abs(difference - median)))
-    mask = (difference > max(threshold, median + NOISE_FACTOR * noise)).astype(np.uint8)
+    level = max(threshold, median + NOISE_FACTOR * noise)
+    mask = (difference > level).astype(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
-    return keep_main_regions(fill_holes(mask.astype(bool)))
+    mask = keep_main_regions(fill_holes(mask.astype(bool)))
+    sharp = np.abs(image.astype(np.int16) - plate.astype(np.int16)).max(axis=2)
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return inner | (mask & (sharp > EDGE_FACTOR * level))
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
