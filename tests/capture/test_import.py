@@ -175,3 +175,20 @@ def test_detect_without_the_extra_says_how_to_install(raw, tmp_path, monkeypatch
                  "--no-progress"]) == 2
     with pytest.raises(UserError, match=r"pip install -e '\.\[detect\]'"):
         import_capture(source, tmp_path / "out2", ImportOptions(masks="detect", keypoints="openpose", progress=False))
+
+
+def test_builtin_detector_end_to_end(raw, tmp_path):
+    """--masks detect --keypoints detect with the optional extra (MediaPipe, weights in the wheel)."""
+    pytest.importorskip("mediapipe", reason="the optional extra .[detect] is not installed")
+    source, truth = raw
+    out = tmp_path / "subject"
+    summary = import_capture(source, out, ImportOptions(masks="detect", keypoints="detect", progress=False))
+    assert summary["frames"] == [0, 1]
+    assert check_data(out)["ok"]
+    subject = ZJUSubject(out, downsample=1.0, cache_mb=0)
+    imported = np.stack([subject.keypoints(f) for f in subject.frames])
+    assert np.linalg.norm(imported - truth["joints"], axis=-1).mean() < 0.05
+    for cam in range(4):
+        mask = np.asarray(Image.open(subject.mask_paths(0, cam)[0])) > 0
+        true = truth["masks"][0][cam]
+        assert (mask & true).sum() / (mask | true).sum() > 0.85

