@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from raw_capture import body25_from_joints, write_openpose_files, write_raw_capture
 
 from keypointnerf.capture import keypoints as kp
 from keypointnerf.capture.importer import ImportOptions, import_capture
+from keypointnerf.capture.synthetic import body25_from_joints, write_openpose_files, write_raw_capture
 from keypointnerf.cli import main
 from keypointnerf.data.check import check_data
 from keypointnerf.data.zju import ZJUSubject

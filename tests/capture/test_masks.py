@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
-from raw_capture import textured_plate
 
 from keypointnerf.capture.masks import fill_holes, keep_main_regions, plate_mask
+from keypointnerf.capture.synthetic import textured_plate
 from keypointnerf.data.zju import ZJUSubject
 
 

@@ -1,7 +1,9 @@
-"""Raw multi-view captures made on the fly from synthetic people, in EasyMocap's layout: what a rig records.
+"""Raw multi-view captures made from synthetic people, in EasyMocap's layout: what a rig records (for tests,
+benchmarks and trying ``capture import`` without a rig).
 
-:func:`write_raw_capture` takes one subject of the synthetic set (exact renders on black with exact masks),
-composites every view over a textured background plate, and writes::
+:func:`write_raw_capture` takes one subject of a synthetic set (``keypointnerf synth --style classic``: exact
+renders on black with exact masks), composites every view over a textured background plate (optionally with
+sensor noise), and writes::
 
     intri.yml, extri.yml        (cv2.FileStorage, EasyMocap's keys; cameras named 01, 02, ...)
     videos/<cam>.mp4            (or images/<cam>/<frame:06d>.jpg with ``videos=False``)
@@ -16,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from keypointnerf.capture import keypoints as kp
-from keypointnerf.capture.calibration import Camera, write_easymocap
-from keypointnerf.capture.joints import DETECTED, from_smpl
-from keypointnerf.data.zju import ZJUSubject
+from ..data.zju import ZJUSubject
+from . import keypoints as kp
+from .calibration import Camera, write_easymocap
+from .joints import DETECTED, from_smpl
 
 
 def textured_plate(height: int, width: int, seed: int) -> np.ndarray:
@@ -44,8 +46,11 @@ def camera_names(count: int) -> list[str]:
     return [f"{c + 1:02d}" for c in range(count)]
 
 
-def write_raw_capture(subject_dir: Path, out: Path, videos: bool = True, seed: int = 0) -> dict:
-    """Write subject ``subject_dir`` of a synthetic set as a raw capture in ``out`` (module docstring).
+def write_raw_capture(subject_dir: Path, out: Path, videos: bool = True, seed: int = 0, noise: float = 0.0,
+                      jpeg_quality: int = 95) -> dict:
+    """Write subject ``subject_dir`` of a synthetic set as a raw capture in ``out`` (module docstring): frames as
+    H.264 videos (``videos``) or JPEG files at ``jpeg_quality``, with Gaussian sensor noise of standard deviation
+    ``noise`` (0-255 units) on the frames (the plates get their own noise).
 
     Returns ``{"cameras": [Camera], "joints": (F, 24, 3), "masks": [F][C] (H, W) bool, "images": [F][C]
     (H, W, 3) uint8}``.
@@ -60,16 +65,23 @@ def write_raw_capture(subject_dir: Path, out: Path, videos: bool = True, seed: i
     out.mkdir(parents=True, exist_ok=True)
     write_easymocap(out / "intri.yml", out / "extri.yml", cameras)
     plates = [textured_plate(*subject.stored_size, seed=seed * 100 + c) for c in range(len(cameras))]
+    rng = np.random.default_rng(seed)
+
+    def noisy(image: np.ndarray) -> np.ndarray:
+        if noise <= 0:
+            return image
+        return np.clip(image + rng.normal(0, noise, image.shape), 0, 255).astype(np.uint8)
+
     (out / "background").mkdir(exist_ok=True)
     for name, plate in zip(names, plates):
-        Image.fromarray(plate).save(out / "background" / f"{name}.jpg", quality=95)
+        Image.fromarray(noisy(plate)).save(out / "background" / f"{name}.jpg", quality=jpeg_quality)
     images = [[None] * len(cameras) for _ in subject.frames]
     masks = [[None] * len(cameras) for _ in subject.frames]
     for f, frame in enumerate(subject.frames):
         for c in range(len(cameras)):
             render = np.asarray(Image.open(subject.image_path(frame, c)).convert("RGB"))
             mask = np.asarray(Image.open(subject.mask_paths(frame, c)[0])) > 0
-            images[f][c] = np.where(mask[..., None], render, plates[c])
+            images[f][c] = noisy(np.where(mask[..., None], render, plates[c]))
             masks[f][c] = mask
     for c, name in enumerate(names):
         if videos:
@@ -87,7 +99,7 @@ def write_raw_capture(subject_dir: Path, out: Path, videos: bool = True, seed: i
             folder = out / "images" / name
             folder.mkdir(parents=True, exist_ok=True)
             for f, frame in enumerate(subject.frames):
-                Image.fromarray(images[f][c]).save(folder / f"{frame:06d}.jpg", quality=95)
+                Image.fromarray(images[f][c]).save(folder / f"{frame:06d}.jpg", quality=jpeg_quality)
     joints = np.stack([subject.keypoints(frame) for frame in subject.frames]).astype(np.float64)
     return {"cameras": cameras, "joints": joints, "masks": masks, "images": images}
 
