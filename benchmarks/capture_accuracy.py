@@ -4,7 +4,7 @@ the shipped model.
 
 usage: python benchmarks/capture_accuracy.py WORK [--subjects 3] [--frames 2] [--cameras 23] [--resolution 512]
            [--seed 101] [--masks background] [--keypoints detect] [--noise 2] [--jpeg 90]
-           [--checkpoint models/small.ckpt] [--max-images 24]
+           [--checkpoint models/small.ckpt] [--max-images 8]
 
 1. ``keypointnerf synth WORK/truth --style classic`` (people the shipped model never saw: another seed);
 2. every subject written as a raw capture (EasyMocap layout: JPEG frames with sensor noise over textured
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=2.0, help="sensor noise, 0-255 units")
     parser.add_argument("--jpeg", type=int, default=90, help="JPEG quality of the raw frames")
     parser.add_argument("--checkpoint", default="models/small.ckpt", help="'' skips the evaluation")
-    parser.add_argument("--max-images", type=int, default=24)
+    parser.add_argument("--max-images", type=int, default=8)
     args = parser.parse_args()
     work = Path(args.work)
     keypointnerf = str(Path(sys.executable).parent / "keypointnerf")

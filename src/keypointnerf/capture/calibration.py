@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..data.zju import _as_matrix as _matrix  # shape- and finiteness-checked float64 array
 from ..errors import UserError
 
 #: A rotation matrix must satisfy |R R^T - I| and |det R - 1| below this.
@@ -92,19 +93,6 @@ class Camera:
 
 
 # ----------------------------------------------------------------------------------------------- checks
-def _matrix(value, shape: tuple[int, ...], what: str, source: Path) -> np.ndarray:
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise UserError(f"{source}: {what} is not numeric") from None
-    if array.size != int(np.prod(shape)):
-        raise UserError(f"{source}: {what} has {array.size} values, expected {'x'.join(map(str, shape))}")
-    array = array.reshape(shape)
-    if not np.all(np.isfinite(array)):
-        raise UserError(f"{source}: {what} contains NaN or infinite values")
-    return array
-
-
 def check_rotation(R: np.ndarray, what: str, source: Path) -> None:
     """Raise UserError when ``R`` (3, 3) is not a proper rotation (orthonormal, det +1)."""
     orthogonality = float(np.abs(R @ R.T - np.eye(3)).max())

@@ -227,9 +227,10 @@ def import_capture(source: str | Path, out: str | Path, options: ImportOptions |
                           dynamic_ncols=True):
             images = []
             for s, iterator in zip(sources, iterators):
-                got, image = next(iterator)
-                assert got == index
-                images.append(image)
+                got = next(iterator, None)
+                if got is None or got[0] != index:  # a video shorter than its header says
+                    raise UserError(f"{s.location}: frame {index} cannot be decoded (camera {s.camera.name!r})")
+                images.append(got[1])
             masks, keypoints2d, nobody = [], [], 0
             for c, (s, image) in enumerate(zip(sources, images)):
                 where = f"{s.describe(index)}"
