@@ -153,8 +153,8 @@ def _mask_file(source: Path, frames: CameraFrames, index: int) -> np.ndarray:
 
 def visual_hull(cameras: list[Camera], masks: list[np.ndarray], center_box: np.ndarray) -> np.ndarray:
     """(N, 3) float32 centres of the voxels (side ``HULL_VOXEL``) of ``center_box`` (2, 3) enlarged by
-    ``HULL_MARGIN`` that project inside the masks of all views but at most ``HULL_MISSES`` (and inside every
-    image that sees them)."""
+    ``HULL_MARGIN`` that project inside the masks of all views but at most ``HULL_MISSES`` (a view where a voxel
+    falls outside the image or behind the camera counts as a miss)."""
     low, high = center_box[0] - HULL_MARGIN, center_box[1] + HULL_MARGIN
     axes = [np.arange(low[d], high[d] + HULL_VOXEL / 2, HULL_VOXEL) for d in range(3)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
