@@ -179,7 +179,11 @@ def test_detect_without_the_extra_says_how_to_install(raw, tmp_path, monkeypatch
 
 def test_builtin_detector_end_to_end(raw, tmp_path):
     """--masks detect --keypoints detect with the optional extra (MediaPipe, weights in the wheel)."""
-    pytest.importorskip("mediapipe", reason="the optional extra .[detect] is not installed")
+    from keypointnerf.capture.detector import import_mediapipe
+    try:
+        import_mediapipe("--keypoints detect")
+    except UserError as exc:
+        pytest.skip(f"the optional extra .[detect] is not installed or not usable here: {exc}")
     source, truth = raw
     out = tmp_path / "subject"
     summary = import_capture(source, out, ImportOptions(masks="detect", keypoints="detect", progress=False))

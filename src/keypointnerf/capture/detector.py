@@ -32,6 +32,11 @@ def import_mediapipe(option: str):
         raise UserError(f"{option} needs the optional built-in detector, which is not installed ({exc}); "
                         f"install it with: {INSTALL_HINT}; or give files instead (--masks files / background, "
                         f"--keypoints openpose)") from None
+    import google.protobuf
+    if int(google.protobuf.__version__.split(".")[0]) >= 5:  # mediapipe 0.10.21's graphs fail to build then
+        raise UserError(f"{option}: the built-in detector needs protobuf < 5, this environment has "
+                        f"{google.protobuf.__version__} (make venv reinstalls the lock's version); install the "
+                        f"extra again: {INSTALL_HINT}")
     return mp
 
 
