@@ -15,6 +15,7 @@ VERB_MODULES = [
     "keypointnerf.model.commands",
     "keypointnerf.data.commands",
     "keypointnerf.data.synth.commands",
+    "keypointnerf.capture.commands",
     "keypointnerf.train.commands",
     "keypointnerf.eval.commands",
     "keypointnerf.render.commands",
