@@ -267,3 +267,19 @@ def test_render_refusals(scene, capsys, change, expected):
     for text in expected:
         assert text in err
     assert not (scene["root"] / "refused").exists()      # refused before writing anything
+
+
+def test_default_orbit_radius_is_brought_within_the_depth_range(scene, capsys):
+    """With the default radius (the cameras' mean distance) outside what the model can see, the orbit takes the
+    nearest radius that keeps the whole box within [znear, zfar]; a radius given by the user is refused instead."""
+    import dataclasses
+    model = KeypointNeRF(model_preset("small"))
+    far = scene["root"] / "far_range.ckpt"
+    model.cfg = dataclasses.replace(model.cfg, znear=4.0, zfar=8.0)   # depths the scene's cameras never reach
+    save_model(far, model, render={"coarse_samples": 4, "fine_samples": 0})
+    args = _args(scene, scene["root"] / "fitted", "--orbit", "2", "--resolution", "16")
+    args[args.index("--checkpoint") + 1] = str(far)
+    assert main(args) == 0
+    assert "the orbit uses radius" in capsys.readouterr().err
+    info = json.loads((scene["root"] / "fitted" / "render.json").read_text())
+    assert 4.0 < info["orbit"]["radius_m"] < 8.0   # the cameras' own mean distance is about 3 m

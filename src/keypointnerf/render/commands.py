@@ -60,7 +60,7 @@ def register(subparsers) -> None:
                                                              "around the person and an MP4 of them")
     parser.add_argument("--radius", type=float, metavar="M",
                         help="orbit radius in metres (default: the mean distance of the data set's cameras to "
-                             "the keypoints' centre)")
+                             "the keypoints' centre, brought within the model's depth range where needed)")
     parser.add_argument("--elevation", type=float, metavar="DEG",
                         help="orbit cameras' angle above the body's horizontal plane in degrees (default 0)")
     parser.add_argument("--resolution", type=int, metavar="PX",
@@ -325,7 +325,13 @@ def run(args) -> int:
                        f"{model.cfg.znear:g}-{model.cfg.zfar:g} m (they would be cut off)")
             if args.radius is not None:
                 raise UserError(f"--radius {args.radius}: {message}; choose a radius in [{low:.2f}, {high:.2f}]")
-            print(f"warning: {message}", file=sys.stderr)
+            if low <= high:  # the default radius is only a choice: take the nearest one that fits
+                fitted = min(max(radius, low), high)
+                print(f"note: {message}; the orbit uses radius {fitted:.2f} m instead (--radius sets it)",
+                      file=sys.stderr)
+                radius = fitted
+            else:
+                print(f"warning: {message}; the person is too large for that range at any radius", file=sys.stderr)
         elevation = 0.0 if args.elevation is None else args.elevation
         K, height, width = scaled_camera(subject.camera(sources[0])[0], size, args.resolution)
         digits = max(3, len(str(args.orbit - 1)))
