@@ -8,12 +8,14 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.ndimage import binary_dilation
 
 from keypointnerf.data.check import check_data
 from keypointnerf.data.safe_pickle import load_npy
 from keypointnerf.data.synth import body, camera_effects, cameras, generate, lighting, poses, styles, textures
 from keypointnerf.data.synth.render import RayCaster
 from keypointnerf.data.zju import ZJUSubject
+from keypointnerf.errors import UserError
 
 POINTS = np.random.default_rng(0).uniform(-0.5, 0.5, size=(2000, 3))
 
@@ -238,3 +240,31 @@ def test_a_tiny_set_of_each_style_reads_back(style, tmp_path):
         assert np.mean(on_mask) > 0.8
     summary = check_data(out, frames_to_decode=1)
     assert summary["ok"], summary
+
+
+def test_effects_none_renders_the_same_people_clean(tmp_path):
+    real, clean = tmp_path / "real", tmp_path / "clean"
+    common = dict(subjects=1, frames=1, cameras=3, resolution=256, seed=5, style="heldout", workers=1,
+                  progress=False)
+    generate(real, **common)
+    generate(clean, effects="none", **common)
+    assert json.loads((clean / "synth.json").read_text())["arguments"]["effects"] == "none"
+    meta_real = json.loads((real / "synth_000" / "subject.json").read_text())
+    meta_clean = json.loads((clean / "synth_000" / "subject.json").read_text())
+    assert meta_clean["camera_effects"]["level"] == "none" and meta_real["camera_effects"]["level"] == "real"
+    for key in ("phenotype", "look", "motion", "lighting", "rig"):
+        assert meta_clean[key] == meta_real[key], key
+    for array in ("joints3d/0.npy", "vertices/0.npy"):
+        np.testing.assert_array_equal(np.load(real / "synth_000" / array), np.load(clean / "synth_000" / array))
+    image = np.asarray(Image.open(clean / "synth_000" / "Camera_B1" / "000000.jpg")).astype(int)
+    mask = np.asarray(Image.open(clean / "synth_000" / "mask" / "Camera_B1" / "000000.png")) > 0
+    noisy = np.asarray(Image.open(real / "synth_000" / "Camera_B1" / "000000.jpg")).astype(int)
+    away = ~binary_dilation(mask, iterations=3)         # off the person's anti-aliased edge and JPEG ringing
+    assert mask.any() and image[away].max() <= 8       # a black background
+    assert np.abs(noisy - image)[away].mean() > 20     # where the real set has its background plate
+
+
+def test_an_unknown_effect_level_is_refused(tmp_path):
+    with pytest.raises(UserError, match="--effects"):
+        generate(tmp_path / "x", subjects=1, frames=1, cameras=3, resolution=256, effects="grainy", workers=1,
+                 progress=False)

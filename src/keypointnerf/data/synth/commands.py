@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ...errors import UserError
+from .camera_effects import EFFECT_LEVELS
 from .styles import STYLE_NAMES
 from .writer import generate
 
@@ -31,6 +32,10 @@ def register(subparsers) -> None:
                         help="what the people, lights and cameras are drawn from: diverse (training: many textures, "
                              "poses, lights, rigs, camera effects), heldout (families diverse never draws: the "
                              "cross-style benchmark), classic (the original generator)")
+    parser.add_argument("--effects", default=None, choices=EFFECT_LEVELS,
+                        help="camera effects in place of the style's: none (exact renders on black, exact masks) or "
+                             "real (background plates, blur, noise, JPEG, inexact mattes); the same seed draws the "
+                             "same people, poses, lights and rigs either way (default: the style's)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="rendering processes (default: one per CPU core)")
     parser.add_argument("--force", action="store_true",
@@ -49,7 +54,7 @@ def run(args) -> int:
         raise UserError("no output folder: give OUT (or --out DIR)")
     summary = generate(out, subjects=args.subjects, frames=args.frames, cameras=args.cameras,
                        resolution=args.resolution, seed=args.seed, workers=args.workers, force=args.force,
-                       progress=not args.no_progress, style=args.style)
+                       progress=not args.no_progress, style=args.style, effects=args.effects)
     print(f"keypointnerf synth: {len(summary['subjects'])} {args.style} subjects x {args.frames} frames x "
           f"{args.cameras} cameras (resolution {args.resolution}) in {summary['out']}: {summary['frames_rendered']} frames rendered, "
           f"{summary['frames_skipped']} already done, {summary['seconds']:.1f} s")

@@ -172,7 +172,7 @@ class _SubjectPlan:
     and the index)."""
 
     def __init__(self, model, part_weights, index: int, seed: int, frames: int, num_cameras: int, resolution: int,
-                 style: styles.Style):
+                 style: styles.Style, effects: str | None = None):
         rng = np.random.default_rng([seed, index])
         self.index, self.name, self.seed, self.style = index, subject_name(index), seed, style
         phenotype, stature = body.sample_phenotype(rng)
@@ -193,6 +193,9 @@ class _SubjectPlan:
         self.K, self.R, self.t = self.rig.K, self.rig.R, self.rig.t
         self.lighting = lights.sample_lighting(rng, _weighted_choice(rng, style.lighting))
         self.effects = camera_effects.sample_effects(rng, style.effects)
+        if effects is not None and effects != style.effects:
+            # drawn above all the same, so that the people, poses, lights and rigs stay those of the style's set
+            self.effects = camera_effects.sample_effects(rng, effects)
 
     def params(self, frame: int) -> dict:
         return {
@@ -243,10 +246,13 @@ class _SubjectPlan:
 
 
 # ----------------------------------------------------------------------------------------------- output folder
-def _identity(subjects: int, frames: int, cameras: int, resolution: int, seed: int, style: str) -> dict:
-    return {"format_version": SYNTH_VERSION, "anny_version": body.anny_version(),
-            "arguments": {"subjects": subjects, "frames": frames, "cameras": cameras, "resolution": resolution,
-                          "seed": seed, "style": style}}
+def _identity(subjects: int, frames: int, cameras: int, resolution: int, seed: int, style: str,
+              effects: str | None = None) -> dict:
+    arguments = {"subjects": subjects, "frames": frames, "cameras": cameras, "resolution": resolution,
+                 "seed": seed, "style": style}
+    if effects is not None:
+        arguments["effects"] = effects
+    return {"format_version": SYNTH_VERSION, "anny_version": body.anny_version(), "arguments": arguments}
 
 
 def _read_manifest(out: Path) -> dict | None:
@@ -336,7 +342,7 @@ def _check_arguments(subjects, frames, cameras, resolution, seed, workers) -> No
 # ----------------------------------------------------------------------------------------------- entry point
 def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int = 23, resolution: int = 512,
              seed: int = 0, workers: int | None = None, force: bool = False, progress: bool = True,
-             style: str = "diverse") -> dict:
+             style: str = "diverse", effects: str | None = None) -> dict:
     """Generate (or resume) a synthetic set of anny people in the ZJU-MoCap layout (see the module docstring).
 
     Args:
@@ -347,6 +353,9 @@ def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int
         subjects, frames, cameras: counts; resolution: stored image side in pixels (a multiple of 256);
         seed: the same seed gives identical arrays; workers: rendering processes (default: one per core);
         style: a name of :data:`styles.STYLES` (what looks, poses, lights, rigs and camera effects to draw).
+        effects: a level of :data:`camera_effects.EFFECT_LEVELS` in place of the style's (None: the style's);
+            the people, poses, lights and rigs stay those the style draws with the same seed, so ``none`` gives
+            clean renders of the same set.
     Returns:
         ``{"out", "subjects", "frames_rendered", "frames_skipped", "resumed", "seconds"}``.
     Raises:
@@ -354,12 +363,14 @@ def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int
     """
     workers = default_workers() if workers is None else workers
     style_spec = styles.get_style(style)
+    if effects is not None and effects not in camera_effects.EFFECT_LEVELS:
+        raise UserError(f"--effects {effects!r}: expected one of {', '.join(camera_effects.EFFECT_LEVELS)}")
     _check_arguments(subjects, frames, cameras, resolution, seed, workers)
     subjects, frames, cameras, resolution, seed, workers = map(int, (subjects, frames, cameras, resolution, seed,
                                                                      workers))
     started = time.monotonic()
     out = Path(out)
-    identity = _identity(subjects, frames, cameras, resolution, seed, style)
+    identity = _identity(subjects, frames, cameras, resolution, seed, style, effects)
     resumed = _prepare_output(out, identity, force)
     names = [subject_name(i) for i in range(subjects)]
     if not resumed:
@@ -374,7 +385,7 @@ def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int
 
         def plans() -> Iterator[_SubjectPlan]:
             for index in range(subjects):
-                yield _SubjectPlan(model, part_weights, index, seed, frames, cameras, resolution, style_spec)
+                yield _SubjectPlan(model, part_weights, index, seed, frames, cameras, resolution, style_spec, effects)
 
         plans_by_index: dict[int, _SubjectPlan] = {}
         remaining: dict[int, int] = {}
