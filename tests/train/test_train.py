@@ -19,7 +19,7 @@ from keypointnerf.errors import UserError
 from keypointnerf.model.checkpoint import load_model
 from keypointnerf.train.config import OptimConfig, TrainConfig, train_preset
 from keypointnerf.train.losses import VGGPerceptualLoss, _vgg19_features, dssim, load_vgg19_weights, silhouette_bce
-from keypointnerf.train.module import drop_views
+from keypointnerf.train.module import drop_views, jitter_keypoints
 
 # a tiny, fast training set-up for the 128 px test images
 FAST = ["--set", "render.coarse_samples=8", "--set", "render.fine_samples=8", "--set", "data.patch_size=16",
@@ -226,6 +226,16 @@ def test_view_dropout_keeps_at_least_one_view_and_drops_half_of_the_others():
     kept = torch.tensor([[v in d for v in range(3)] for d in draws], dtype=torch.float).mean(0)
     assert torch.allclose(kept, torch.full((3,), 2 / 3), atol=0.03)
     assert drop_views(1, generator) == [0]
+
+
+def test_keypoint_jitter_has_the_asked_spread_and_repeats_for_a_seed():
+    keypoints = torch.rand(24, 3, dtype=torch.float32)
+    draws = torch.stack([jitter_keypoints(keypoints, 2.0, torch.Generator().manual_seed(s)) for s in range(400)])
+    noise = draws - keypoints
+    assert draws.dtype == torch.float32
+    assert abs(float(noise.mean())) < 0.001 and abs(float(noise.std()) - 0.02) < 0.0005   # 2 cm in metres
+    again = jitter_keypoints(keypoints, 2.0, torch.Generator().manual_seed(7))
+    assert torch.equal(again, draws[7])
 
 
 # ------------------------------------------------------------------------------------------------ command

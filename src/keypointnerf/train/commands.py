@@ -27,7 +27,7 @@ RUN_FILES = ("config.yaml", "checkpoints", "logs", "model.ckpt", "vgg19.pth")
 # memory bounds (same results); nothing the weights' shapes, the renderer's output or the data's scale depend on
 RESUMABLE_PREFIXES = ("optim.", "loss.", "checkpoint_every_steps", "val_every_steps", "log_every_steps",
                       "data.loader_workers", "data.cache_mb", "data.root", "data.view_dropout", "data.patch_size",
-                      "data.source_layout", "render.grad_checkpoint", "render.max_points", "render.chunk_rays")
+                      "data.source_layout", "data.keypoint_jitter_cm", "render.grad_checkpoint", "render.max_points", "render.chunk_rays")
 
 
 def register(subparsers) -> None:

@@ -25,6 +25,8 @@ class DataConfig:
     num_sources: int = 3
     source_layout: str = "random"  # random (official) | spread: evenly spaced around the camera ring, as tested
     view_dropout: bool = True      # keep one random source view, drop each other one with probability 0.5
+    keypoint_jitter_cm: float = 0.0  # Gaussian noise (std, cm per coordinate) on the keypoints the model sees
+                                   # (not on the box that bounds the rays): robustness to triangulation error
     loader_workers: int = 0        # DataLoader worker processes (0 = in the training process)
     cache_mb: float = 64           # decoded views kept in memory, per subject (a data set of 30 subjects: 30x)
 

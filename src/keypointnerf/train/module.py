@@ -42,6 +42,13 @@ def drop_views(num_views: int, generator: torch.Generator) -> list[int]:
     return [v for v in range(num_views) if v == keep or bool(survive[v])]
 
 
+def jitter_keypoints(keypoints: torch.Tensor, centimetres: float, generator: torch.Generator) -> torch.Tensor:
+    """``keypoints`` (..., K, 3) metres plus Gaussian noise of ``centimetres`` std per coordinate (training-time
+    keypoint jitter; drawn on the CPU from ``generator`` so that a seed gives the same draws on any device)."""
+    noise = torch.randn(keypoints.shape, generator=generator, dtype=torch.float64) * (centimetres / 100.0)
+    return keypoints + noise.to(device=keypoints.device, dtype=keypoints.dtype)
+
+
 class KeypointNeRFTraining(L.LightningModule):
     """Holds the model (``self.model``) and, when the perceptual loss is on, frozen VGG19 weights (``self.vgg19``).
 
@@ -58,6 +65,7 @@ class KeypointNeRFTraining(L.LightningModule):
         self.render_cfg = self.cfg.render
         self.eval_render_cfg = RenderConfig.for_checkpoint({"render": config_to_dict(self.cfg.render)})
         self._dropout_rng = torch.Generator().manual_seed(self.cfg.seed)
+        self._jitter_rng = torch.Generator().manual_seed(self.cfg.seed + 1)
         self._val_sample: dict | None = None
         self._val_held_out = True
 
@@ -66,6 +74,9 @@ class KeypointNeRFTraining(L.LightningModule):
         return torch.optim.Adam(self.model.parameters(), lr=self.cfg.optim.lr)
 
     def _losses(self, sample: dict) -> dict[str, torch.Tensor]:
+        jitter = self.cfg.data.keypoint_jitter_cm
+        if jitter > 0:
+            sample = {**sample, "keypoints": jitter_keypoints(sample["keypoints"], jitter, self._jitter_rng)}
         enc = self.model.encode(*(sample[k] for k in ENCODE_KEYS))
         views = enc.num_views
         if self.cfg.data.view_dropout and views > 1:
@@ -110,6 +121,7 @@ class KeypointNeRFTraining(L.LightningModule):
         seed = self.cfg.seed + 1_000_003 * self.global_rank + self.global_step
         torch.manual_seed(seed)
         self._dropout_rng.manual_seed(seed)
+        self._jitter_rng.manual_seed(seed + 1)
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         # the rate follows the config at every step (also after a resume that changed optim.*)
