@@ -264,11 +264,13 @@ class KeypointNeRF(nn.Module):
         evaluated = proj.valid.nonzero()[:, 0] if hull_only else torch.arange(len(points), device=points.device)
         parts = [run(self.geometry, enc, points[index], self.subset(proj, index))
                  for index in evaluated.split(max_points)]
-        fused = torch.cat([part.fused for part in parts]) if parts else \
-            points.new_zeros(0, 2 * self.cfg.view_feature_channels)
-        raw_density, aux = ((_scatter_rows(torch.cat(values), evaluated, len(points)) if parts else
-                             points.new_zeros(len(points)))
-                            for values in ([p.raw_density for p in parts], [p.aux for p in parts]))
+        if parts:
+            raw_density = _scatter_rows(torch.cat([part.raw_density for part in parts]), evaluated, len(points))
+            aux = _scatter_rows(torch.cat([part.aux for part in parts]), evaluated, len(points))
+            fused = torch.cat([part.fused for part in parts])
+        else:
+            raw_density = aux = points.new_zeros(len(points))
+            fused = points.new_zeros(0, 2 * self.cfg.view_feature_channels)
         return PointDensity(density=volume_density(raw_density, proj.valid), raw_density=raw_density, aux=aux,
                             valid=proj.valid, evaluated=evaluated, fused=fused, projection=proj)
 

@@ -153,7 +153,7 @@ class KeypointNeRFTraining(L.LightningModule):
                 return
             middle = len(dataset) // 2
             self._val_sample = dataset[middle]
-            subject = self._val_sample.info.subject
+            subject = dataset.items[middle][0]       # the protocol's name (info.subject is the folder's)
             self._val_held_out = subject not in dataset.protocol.train     # protocol 'all' trains on every subject
             if not self._val_held_out:
                 rank_zero_info(f"protocol {dataset.protocol.name}: the validation view's subject {subject} is "
