@@ -19,21 +19,13 @@ import time
 import numpy as np
 import torch
 
+from keypointnerf.data.sample import SourceViews
 from keypointnerf.device import resolve_device
 from keypointnerf.errors import UserError
 from keypointnerf.model.checkpoint import load_model
+from keypointnerf.model.parity import (DEPTH_OUTPUTS, DEPTH_P999, IMAGE_MAX, IMAGE_OUTPUTS, IMAGE_P999, QUERY_COLUMNS,
+                                       QUERY_RTOL, VALIDITY_MISMATCH, official_query_layout)
 from keypointnerf.render.renderer import RenderConfig, render_image
-
-QUERY_RTOL = 1e-4          # |diff| <= 1e-4 * (1 + |reference|) at valid query points
-IMAGE_P999 = 1e-4          # 99.9th percentile of |diff| over the pixels whose ray meets the box
-IMAGE_MAX = 5e-3           # maximum |diff| over all pixels
-DEPTH_P999 = 1e-3          # metres, where the reference opacity > 0.5
-VALIDITY_MISMATCH = 1e-3   # fraction of query points whose hull validity may differ (points on the boundary)
-
-# fixture name -> (our output name, kind)
-IMAGE_OUTPUTS = {"out/tex_fg_fine": "rgb", "out/alpha_fine": "opacity", "out/tex_fg": "rgb_coarse",
-                 "out/alpha": "opacity_coarse"}
-DEPTH_OUTPUTS = {"out/depth_fine": ("depth", "out/alpha_fine"), "out/depth": ("depth_coarse", "out/alpha")}
 
 
 def run(checkpoint: str, fixture_path: str, save: str | None, device_name: str) -> int:
@@ -56,7 +48,7 @@ def run(checkpoint: str, fixture_path: str, save: str | None, device_name: str) 
 
     start = time.perf_counter()
     with torch.no_grad():
-        enc = model.encode(images[1:], masks[1:], K[1:], Rt[1:], tensor("in/kpt3d").float())
+        enc = model.encode(SourceViews(images[1:], masks[1:], K[1:], Rt[1:], tensor("in/kpt3d").float()))
         rendered = render_image(model, enc, K[0], Rt[0], height, width, tensor("in/bounds").float(),
                                 RenderConfig())
         query = model.query(enc, tensor("query/points").float(), tensor("query/view_dirs").float())
@@ -64,7 +56,7 @@ def run(checkpoint: str, fixture_path: str, save: str | None, device_name: str) 
     ours = {name: rendered[key].cpu().numpy() for name, key in IMAGE_OUTPUTS.items()}
     ours.update({name: rendered[key].cpu().numpy() for name, (key, _) in DEPTH_OUTPUTS.items()})
     ours["out/sdf"] = rendered["aux"].cpu().numpy()
-    raw, valid = query["raw"].cpu().numpy(), query["valid"].cpu().numpy()
+    raw, valid = official_query_layout(query).cpu().numpy(), query["valid"].cpu().numpy()
     print(f"rendered and queried in {seconds:.1f} s (official code here: "
           f"{json.loads(str(fixture['meta'])).get('render_seconds', float('nan')):.0f} s)")
 
@@ -81,7 +73,8 @@ def run(checkpoint: str, fixture_path: str, save: str | None, device_name: str) 
           f"{mismatch:.2%}")
     if mismatch > VALIDITY_MISMATCH:
         failures.append(f"query/valid differs at {mismatch:.2%} of points")
-    for name, cols in (("density", [1]), ("rgb", [2, 3, 4]), ("aux", [0])):
+    for name in ("density", "rgb", "aux"):
+        cols = QUERY_COLUMNS[name]
         diff = np.abs(raw[both][:, cols] - ref_raw[both][:, cols])
         ratio = diff / (1 + np.abs(ref_raw[both][:, cols]))
         worst = float(ratio.max()) if ratio.size else 0.0

@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from keypointnerf.data.sample import SourceViews
 from keypointnerf.errors import UserError
 from keypointnerf.model.checkpoint import load_model
-from keypointnerf.render.rays import pixel_grid
+from keypointnerf.geometry import pixel_grid
 from keypointnerf.render.renderer import RenderConfig, RenderStats, render_pixels
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "parity"
@@ -109,7 +110,7 @@ def run(args) -> int:
     images, masks, K, Rt = T("in/images"), T("in/images_masks"), T("in/K"), T("in/Rt")
     base = images.shape[-1]
     with torch.inference_mode():
-        enc = model.encode(images[1:], masks[1:], K[1:], Rt[1:], T("in/kpt3d"))
+        enc = model.encode(SourceViews(images[1:], masks[1:], K[1:], Rt[1:], T("in/kpt3d")))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fixture {args.fixture}; "
           f"{images.shape[0] - 1} source views of {base}x{base}")
     # warm-up (thread pool, allocator) so that neither path pays the process's first-call costs
@@ -124,7 +125,7 @@ def run(args) -> int:
         bounds = T("in/bounds")
         fast_s, fast_e, fast_m, fast_out, pixels, stats = measure(model, enc, Ks, Rt[0], size, bounds,
                                                                   RenderConfig(cull=True))
-        skipped = stats.extra.get("rays_skipped", 0) / len(pixels)
+        skipped = stats.rays_skipped / len(pixels)
         print(f"{size:>4}x{size:<4} {'fast':>10} {fast_s:>9.2f} {fast_e:>9.1f} {fast_m:>8.0f}  "
               f"{skipped:.0%} of the rays skipped (they cannot meet the visual hull)")
         row_step = 1 if args.full_plain or size <= 256 else 8

@@ -32,90 +32,14 @@ import sys
 import numpy as np
 import torch
 
-from keypointnerf.data.protocol import ENCODE_KEYS, TestDataset, load_protocol
+from keypointnerf.data.protocol import TestDataset, load_protocol
 from keypointnerf.data.synth.render import RayCaster
 from keypointnerf.errors import UserError
 from keypointnerf.eval.metrics import image_metrics
+from keypointnerf.eval.ssim_ceiling import ROWS, ceiling_images
 from keypointnerf.export.mesh import truth_mesh
 from keypointnerf.model.checkpoint import load_model
-from keypointnerf.model.keypointnerf import KeypointNeRF, SourceEncoding, sample_maps
-from keypointnerf.render.rays import camera_rays, pixel_grid
-from keypointnerf.render.renderer import RenderConfig, render_image
-
-VISIBILITY_TOLERANCE = 0.005   # metres: a source view sees a surface point when its first hit is this close
-ROWS = {"model": "model", "model_depth_oracle": "model depth, best view (oracle)",
-        "true_surface_nearest": "true surface, nearest visible view",
-        "true_surface_oracle": "true surface, best view (oracle)"}
-
-
-def first_hits(caster: RayCaster, origins: torch.Tensor, directions: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """First hits of rays (N, 3) origins, (N, 3) unit directions (world metres) on the caster's mesh (the ray
-    caster that rendered the synthetic photos) -> points (N, 3) (zeros where missed), hit (N,) bool."""
-    hit, triangles, barycentric = caster.cast(origins.double().numpy(), directions.double().numpy())
-    corners = caster.vertices[caster.faces[triangles]]                               # (H, 3, 3)
-    points = torch.zeros(len(origins), 3)
-    points[torch.from_numpy(hit)] = torch.from_numpy(np.einsum("hk,hka->ha", barycentric, corners)).float()
-    return points, torch.from_numpy(hit)
-
-
-def visible_from(caster: RayCaster, centres: torch.Tensor, points: torch.Tensor, hit: torch.Tensor) -> torch.Tensor:
-    """(V, N) bool: from camera centre v (``centres`` (V, 3), metres) the first hit towards surface point n is
-    that point, within :data:`VISIBILITY_TOLERANCE` (a ray that misses, grazing the surface, counts as seeing
-    it); False where ``hit`` (N,) is False. The frustum is not tested here."""
-    index = hit.nonzero()[:, 0]
-    visible = torch.zeros(len(centres), len(points), dtype=torch.bool)
-    for view, centre in enumerate(centres.float()):
-        offsets = points[index] - centre
-        distance = offsets.norm(dim=-1)
-        first, first_hit = first_hits(caster, centre.expand(len(index), 3), offsets / distance[:, None])
-        first_distance = torch.where(first_hit, (first - centre).norm(dim=-1), torch.full_like(distance, torch.inf))
-        visible[view, index] = first_distance > distance - VISIBILITY_TOLERANCE
-    return visible
-
-
-def best_view(colours: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """(V, N, 3) candidate colours, (N, 3) ground truth -> (N, 3): per point the candidate closest (L1) to it."""
-    choice = (colours - truth[None]).abs().sum(-1).argmin(0)
-    return colours.gather(0, choice[None, :, None].expand(1, -1, 3))[0]
-
-
-def ceiling_images(model: KeypointNeRF, enc: SourceEncoding, sample: dict, caster: RayCaster,
-                   render_cfg: RenderConfig | None) -> dict[str, torch.Tensor]:
-    """The rows' (3, H, W) RGB images in [0, 1] for one test sample (a ``TestDataset`` item: ``tgt_image``
-    (3, H, W), ``tgt_K`` (3, 3), ``tgt_Rt`` (3, 4), ``bounds`` (2, 3)), ``caster`` on its true surface;
-    ``render_cfg`` None skips the model's rows (only the true-surface ones)."""
-    height, width = sample["tgt_image"].shape[-2:]
-    truth = sample["tgt_image"].reshape(3, -1).T.float()                             # (N, 3)
-    origins, directions = camera_rays(sample["tgt_K"], sample["tgt_Rt"], pixel_grid(height, width))
-
-    def as_image(colours: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        """(N, 3) colours over black with (N,) alpha -> (3, H, W); nothing (not even a NaN) where alpha is 0."""
-        return torch.where(alpha[:, None] > 0, colours * alpha[:, None], 0.0).T.reshape(3, height, width)
-
-    images = {}
-    if render_cfg is not None:
-        rendered = render_image(model, enc, sample["tgt_K"], sample["tgt_Rt"], height, width, sample["bounds"],
-                                render_cfg)
-        depth, opacity = rendered["depth"].reshape(-1), rendered["opacity"].reshape(-1)
-        points = origins + directions * depth[:, None]
-        colours = sample_maps(enc.images, model.project(enc, points).xy)             # (V, N, 3)
-        images["model"] = rendered["rgb"].float()
-        images["model_depth_oracle"] = as_image(best_view(colours, truth), opacity)
-    points, hit = first_hits(caster, origins, directions)
-    projection = model.project(enc, points)
-    colours = sample_maps(enc.images, projection.xy)
-    sees = visible_from(caster, enc.centers, points, hit) & (projection.frame_xy.abs() <= 1).all(-1)
-    to_point = points[None] - enc.centers[:, None].float()
-    closeness = (to_point / to_point.norm(dim=-1, keepdim=True).clamp_min(1e-9) * directions[None]).sum(-1)
-    # views that do not see the point rank below every view that does (nearest first among them too)
-    closeness = closeness - 4.0 * ~sees
-    nearest = colours.gather(0, closeness.argmax(0)[None, :, None].expand(1, -1, 3))[0]
-    coverage = hit.float()
-    images["true_surface_nearest"] = as_image(nearest, coverage)
-    images["true_surface_oracle"] = as_image(best_view(colours, truth), coverage)
-    return images
-
+from keypointnerf.render.renderer import RenderConfig
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -158,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
             return 1
         sample = dataset[index]
         with torch.inference_mode():
-            enc = model.encode(*(sample[key] for key in ENCODE_KEYS))
+            enc = model.encode(sample.views)
             images = ceiling_images(model, enc, sample, RayCaster(mesh.vertices, mesh.faces), render_cfg)
         for key, image in images.items():
-            scores[key].append(image_metrics(image, sample["tgt_image"], sample["bounds"], sample["tgt_K"],
-                                             sample["tgt_Rt"])["ssim"])
+            scores[key].append(image_metrics(image, sample.tgt_image, sample.bounds, sample.tgt_K,
+                                             sample.tgt_Rt)["ssim"])
         print(f"[{count}/{len(items)}] {subject} frame {frame} camera {target}: "
               + " ".join(f"{key}={values[-1]:.4f}" for key, values in scores.items()), flush=True)
     print(f"\nSSIM (data_range 1.0, bounding rectangle), mean of {len(items)} images:")

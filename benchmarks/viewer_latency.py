@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from keypointnerf.render.commands import open_subject
+from keypointnerf.options import open_subject
 from keypointnerf.render.orbit import describe_body_frame, orbit_cameras
 from keypointnerf.render.renderer import RenderCancelled
 from keypointnerf.view.session import ViewSession, camera_from_pose, camera_pose, vertical_fov

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 import sys
 
+from . import __version__, demo
+from .capture import commands as capture_commands
+from .data import commands as data_commands
+from .data.synth import commands as synth_commands
 from .errors import UserError
+from .eval import commands as eval_commands
+from .export import commands as export_commands
 from .fileio import ENVIRONMENT_ERRNOS, describe_os_error
+from .model import commands as model_commands
+from .render import commands as render_commands
+from .train import commands as train_commands
+from .view import commands as view_commands
 
 # Each module defines ``register(subparsers)``, which adds its verb(s) and sets ``func(args) -> int``.
-VERB_MODULES = [
-    "keypointnerf.model.commands",
-    "keypointnerf.data.commands",
-    "keypointnerf.data.synth.commands",
-    "keypointnerf.capture.commands",
-    "keypointnerf.train.commands",
-    "keypointnerf.eval.commands",
-    "keypointnerf.render.commands",
-    "keypointnerf.export.commands",
-    "keypointnerf.view.commands",
-    "keypointnerf.demo",
-]
+VERB_MODULES = [model_commands, data_commands, synth_commands, capture_commands, train_commands, eval_commands,
+                render_commands, export_commands, view_commands, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="keypointnerf",
         description="KeypointNeRF: render, train and evaluate generalizable human radiance fields "
                     "from a few calibrated views and 3D keypoints.")
-    from . import __version__
     parser.add_argument("--version", action="version", version=f"keypointnerf {__version__}")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
-    for name in VERB_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for module in VERB_MODULES:
+        module.register(subparsers)
     return parser
 
 

@@ -16,13 +16,15 @@ import shlex
 import time
 from pathlib import Path
 
+from . import cli
+from .device import add_device_argument
 from .errors import UserError
+from .options import DEFAULT_SOURCES
 from .paths import repo_root
 
 DEMO_SEED = 2026            # the shipped model was trained on other seeds: this person is new to it
 DEMO_STYLE = "heldout"      # and of a style family no training draw came from
 MARKER = "demo.json"
-SOURCES = "0,7,15"
 
 
 def shipped_model() -> Path | None:
@@ -32,7 +34,6 @@ def shipped_model() -> Path | None:
 
 
 def register(subparsers) -> None:
-    from .device import add_device_argument
     parser = subparsers.add_parser(
         "demo", help="render new views and a 360-degree video of a person the model has never seen",
         description="Generate a new synthetic person of a style the shipped model never trained on (23 cameras), "
@@ -54,9 +55,8 @@ def register(subparsers) -> None:
 
 
 def _step(title: str, argv: list[str]) -> None:
-    from .cli import main
     print(f"\n== {title}\n$ keypointnerf {shlex.join(argv)}", flush=True)
-    code = main(argv)
+    code = cli.main(argv)
     if code:
         raise UserError(f"the step '{title}' failed (exit {code}); see the message above", exit_code=code)
 
@@ -83,12 +83,12 @@ def run(args) -> int:
            "--seed", str(args.seed), "--style", DEMO_STYLE])
     # the one person is for testing only: the 'split' protocol then renders its held-out cameras
     (data / "split.json").write_text(json.dumps({"train": [], "test": ["synth_000"]}))
-    _step(f"2/3 held-out views from cameras {SOURCES}, compared with the true pictures",
+    _step(f"2/3 held-out views from cameras {DEFAULT_SOURCES}, compared with the true pictures",
           ["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out / "views"), "--force",
            *device])
     _step("3/3 a 360-degree video from the same three photos",
           ["render", "--checkpoint", str(checkpoint), "--data", str(data / "synth_000"), "--frame", "0",
-           "--sources", SOURCES, "--orbit", str(args.orbit_frames), "--resolution", str(args.resolution),
+           "--sources", DEFAULT_SOURCES, "--orbit", str(args.orbit_frames), "--resolution", str(args.resolution),
            "--out", str(out / "orbit"), "--force", *device])
 
     metrics = json.loads((out / "views" / "metrics.json").read_text())["mean"]

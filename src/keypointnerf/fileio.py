@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import secrets
 import shutil
 from pathlib import Path
 from typing import IO, Iterator
+
+import torch
 
 from .errors import UserError
 
@@ -90,9 +93,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` through :func:`atomic_writer` (serialised in memory first: a write error such as a full
     disk then reaches the caller as the OSError it is, not as torch's "unexpected pos")."""
-    import io
-
-    import torch
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)

@@ -13,10 +13,14 @@ from .fileio import check_writable
 CACHE_ENV = "KEYPOINTNERF_CACHE"
 
 
+def cache_root() -> Path:
+    """The cache folder, not created (reading a cache must not write)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "keypointnerf").expanduser()
+
+
 def cache_dir(*parts: str) -> Path:
     """The cache folder (created), or a sub-folder of it."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "keypointnerf").expanduser()
-    path = root.joinpath(*parts)
+    path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from keypointnerf.data.protocol import (FrameRange, TestDataset, TrainDataset, load_protocol,
                                         resolve_subject_folders, select_cameras, zju_nhp_protocol)
@@ -82,25 +81,25 @@ def test_train_items_and_patches(synth_root):
     for index in range(len(dataset)):
         for _ in range(3):
             sample = dataset[index]
-            src = sample["meta"]["src_cams"]
-            assert len(set(src)) == 3 and sample["meta"]["tgt_cam"] not in src
-            assert sample["src_images"].shape == (3, 3, 128, 128) and sample["src_masks"].shape == (3, 1, 128, 128)
-            assert sample["src_K"].shape == (3, 3, 3) and sample["src_Rt"].shape == (3, 3, 4)
-            assert sample["tgt_image"].shape == (3, 128, 128) and sample["tgt_mask"].shape == (1, 128, 128)
-            assert sample["keypoints"].shape == (24, 3) and sample["bounds"].shape == (2, 3)
-            assert sample["src_images"].dtype == torch.float32
-            pixels = sample["pixels"]
+            src = list(sample.info.src_cams)
+            assert len(set(src)) == 3 and sample.info.tgt_cam not in src
+            assert sample.views.images.shape == (3, 3, 128, 128) and sample.views.masks.shape == (3, 1, 128, 128)
+            assert sample.views.K.shape == (3, 3, 3) and sample.views.Rt.shape == (3, 3, 4)
+            assert sample.tgt_image.shape == (3, 128, 128) and sample.tgt_mask.shape == (1, 128, 128)
+            assert sample.views.keypoints.shape == (24, 3) and sample.bounds.shape == (2, 3)
+            assert sample.views.images.dtype == torch.float32
+            pixels = sample.pixels
             assert pixels.dtype == torch.int64 and pixels.shape == (64 * 64, 2)
             u, v = pixels[:, 0], pixels[:, 1]
             assert u.max() - u.min() == 63 and v.max() - v.min() == 63 and len({tuple(p) for p in pixels.tolist()}) == 4096
             assert u.min() >= 0 and v.min() >= 0 and u.max() < 128 and v.max() < 128
             # the patch is centred on a foreground pixel (shifted only to stay inside the image)
-            on_mask = sample["tgt_mask"][0, v, u]
+            on_mask = sample.tgt_mask[0, v, u]
             assert on_mask.sum() > 0
             if 0 < u.min() and u.max() < 127 and 0 < v.min() and v.max() < 127:  # not shifted at a border
-                assert sample["tgt_mask"][0, v.min() + 32, u.min() + 32] == 1
-            assert torch.equal(sample["tgt_image"][:, v, u].sum(0) > 0, on_mask > 0)
-            assert sample["meta"]["subject"] == "A" and sample["meta"]["frame"] == index
+                assert sample.tgt_mask[0, v.min() + 32, u.min() + 32] == 1
+            assert torch.equal(sample.tgt_image[:, v, u].sum(0) > 0, on_mask > 0)
+            assert sample.info.subject == "A" and sample.info.frame == index
 
 
 def test_spread_sources_are_evenly_spaced_around_the_ring_from_every_start(synth_root):
@@ -108,7 +107,7 @@ def test_spread_sources_are_evenly_spaced_around_the_ring_from_every_start(synth
     layouts, targets = set(), set()
     for _ in range(40):
         sample = dataset[0]
-        src, target = sample["meta"]["src_cams"], sample["meta"]["tgt_cam"]
+        src, target = list(sample.info.src_cams), sample.info.tgt_cam
         # 3 of 8 cameras numbered around the ring: offsets round(k * 8 / 3) = 0, 3, 5 from a random start
         gaps = sorted((b - a) % 8 for a, b in zip(src, src[1:] + src[:1]))
         assert gaps == [2, 3, 3] and target not in src
@@ -121,9 +120,9 @@ def test_spread_sources_are_evenly_spaced_around_the_ring_from_every_start(synth
 
 def test_train_seeding(synth_root):
     first = [TrainDataset(synth_root, seed=11)[1] for _ in range(2)]
-    assert first[0]["meta"] == first[1]["meta"] and torch.equal(first[0]["pixels"], first[1]["pixels"])
+    assert first[0].info == first[1].info and torch.equal(first[0].pixels, first[1].pixels)
     dataset = TrainDataset(synth_root, seed=11)
-    draws = [(tuple(s["meta"]["src_cams"]), s["meta"]["tgt_cam"], tuple(s["pixels"][0].tolist()))
+    draws = [(tuple(list(s.info.src_cams)), s.info.tgt_cam, tuple(s.pixels[0].tolist()))
              for s in (dataset[1] for _ in range(6))]
     assert len(set(draws)) > 1  # redraws of one item vary (epochs see different cameras / patches)
 
@@ -133,10 +132,12 @@ def test_test_dataset_split_set_with_8_cameras(synth_root):
     assert dataset.cameras["B"] == ([0, 3, 5], [1, 2, 4, 6, 7])
     assert len(dataset) == 2 * 5
     sample = dataset[0]
-    assert "pixels" not in sample and sample["meta"]["src_cams"] == [0, 3, 5]
-    assert sample["tgt_image"].shape == (3, 128, 128)
-    batch = next(iter(DataLoader(dataset, batch_size=1)))
-    assert batch["src_images"].shape == (1, 3, 3, 128, 128)
+    assert sample.pixels is None and list(sample.info.src_cams) == [0, 3, 5]
+    assert sample.tgt_image.shape == (3, 128, 128)
+    moved = sample.to("meta")      # every tensor of a sample goes with it
+    tensors = [*vars(moved.views).values(), moved.bounds, moved.tgt_image, moved.tgt_mask, moved.tgt_K, moved.tgt_Rt]
+    assert len(tensors) == 10 and all(t.device.type == "meta" for t in tensors)
+    assert moved.views.images.shape == sample.views.images.shape and moved.info == sample.info
 
 
 def test_test_dataset_nhp_cameras_and_frames(zju_root):
@@ -146,9 +147,9 @@ def test_test_dataset_nhp_cameras_and_frames(zju_root):
     targets = set()
     for index in range(len(dataset)):
         sample = dataset[index]
-        assert sample["meta"]["src_cams"] == [0, 7, 15] and sample["meta"]["frame"] == 0
-        targets.add(sample["meta"]["tgt_cam"])
-        assert sample["src_K"].shape == (3, 3, 3)
+        assert list(sample.info.src_cams) == [0, 7, 15] and sample.info.frame == 0
+        targets.add(sample.info.tgt_cam)
+        assert sample.views.K.shape == (3, 3, 3)
     assert targets == {3, 5, 10, 12, 18, 20}
     every = TestDataset(zju_root, protocol="zju_nhp", downsample=1.0, subjects=["CoreView_387"], frame_step=1,
                         input_cams=(1, 2, 3), target_cams=(4,))

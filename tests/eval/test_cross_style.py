@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from conftest import REPO
+from helpers import REPO
 from keypointnerf.model import KeypointNeRF, model_preset
 from keypointnerf.model.checkpoint import save_model
 

@@ -199,9 +199,9 @@ def test_keypoint_noise_is_seeded_and_reaches_the_model(checkpoint, data_root, t
     seen = []
     original = KeypointNeRF.encode
 
-    def recording_encode(self, images, masks, K, Rt, keypoints, *rest, **kwargs):
-        seen.append(keypoints.clone())
-        return original(self, images, masks, K, Rt, keypoints, *rest, **kwargs)
+    def recording_encode(self, views, *rest, **kwargs):
+        seen.append(views.keypoints.clone())
+        return original(self, views, *rest, **kwargs)
 
     monkeypatch.setattr(KeypointNeRF, "encode", recording_encode)
     assert run_eval(checkpoint, data_root, tmp_path / "clean", "--no-images", "--max-images", "1") == 0

@@ -40,8 +40,8 @@ def test_eval_force_interrupted_half_way_leaves_the_previous_results(setup, tmp_
     for name in before:                                           # 0644 with the usual umask, not 0600
         assert stat.S_IMODE((out / name).stat().st_mode) == usual_file_mode(), name
 
-    import keypointnerf.eval.metrics as metrics
-    monkeypatch.setattr(metrics, "image_metrics", failing_on_call(metrics.image_metrics, 2, failure))
+    import keypointnerf.eval.commands as eval_verb
+    monkeypatch.setattr(eval_verb, "image_metrics", failing_on_call(eval_verb.image_metrics, 2, failure))
     code = _eval(setup, out, "--force", "--coarse-samples", "2")
     assert code == (130 if failure is KeyboardInterrupt else 2)
     assert _tree(out) == before                                   # metrics.json and images byte-identical

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from keypointnerf.errors import UserError
-from keypointnerf.eval.metrics import (LPIPS, PSNR_CAP, box_pixel_mask, box_rectangle, image_metrics,
-                                       load_lpips, psnr, quantize_8bit)
+from keypointnerf.eval.metrics import LPIPS, box_pixel_mask, box_rectangle, image_metrics, load_lpips, quantize_8bit
+from keypointnerf.imaging import PSNR_CAP, psnr
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

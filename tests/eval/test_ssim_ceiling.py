@@ -1,7 +1,7 @@
-"""benchmarks/ssim_ceiling.py: image-based renders from the true surface, checked where the answer is known."""
+"""The SSIM ceiling (keypointnerf.eval.ssim_ceiling and benchmarks/ssim_ceiling.py): image-based renders from the
+true surface, checked where the answer is known."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -12,24 +12,18 @@ import pytest
 import torch
 import trimesh
 
-from conftest import REPO
-from keypointnerf.data.protocol import ENCODE_KEYS, build_sample, open_subjects
+from helpers import REPO
+from keypointnerf.data.protocol import build_sample, open_subjects
 from keypointnerf.data.synth.render import RayCaster
+from keypointnerf.eval import ssim_ceiling as ceiling
 from keypointnerf.eval.metrics import image_metrics
 from keypointnerf.export.mesh import truth_mesh
+from keypointnerf.geometry import camera_rays, pixel_grid
 from keypointnerf.model import KeypointNeRF
 from keypointnerf.model.config import ModelConfig
-from keypointnerf.render.rays import camera_rays, pixel_grid
 
 SCRIPT = REPO / "benchmarks" / "ssim_ceiling.py"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("ssim_ceiling", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _source_camera_sample(synth_set):
@@ -40,35 +34,32 @@ def _source_camera_sample(synth_set):
     sample = build_sample(subject, 0, [0, 1, 2], 0)
     model = KeypointNeRF(ModelConfig())
     with torch.inference_mode():
-        enc = model.encode(*(sample[key] for key in ENCODE_KEYS))
+        enc = model.encode(sample.views)
     return model, enc, sample, RayCaster(mesh.vertices, mesh.faces)
 
 
 def test_true_surface_render_from_a_source_camera_gives_back_its_photo(synth_set):
     """Target camera = source camera 0: every covered pixel's true surface point projects back onto that pixel
     of view 0, which sees it straight on, so the nearest-view render is the photo itself there."""
-    ceiling = _load_script()
     model, enc, sample, caster = _source_camera_sample(synth_set)
     with torch.inference_mode():
         images = ceiling.ceiling_images(model, enc, sample, caster, render_cfg=None)
-    photo = sample["tgt_image"]
+    photo = sample.tgt_image
     covered = images["true_surface_nearest"].abs().sum(0) > 0
-    inside = torch.from_numpy(np.asarray(sample["tgt_mask"][0] > 0.5)) & covered
+    inside = torch.from_numpy(np.asarray(sample.tgt_mask[0] > 0.5)) & covered
     assert inside.sum() > 500
     # float32 ray-cast and reprojection land within ~1e-4 px of the pixel: far below an 8-bit step (3.9e-3)
     assert (images["true_surface_nearest"][:, inside] - photo[:, inside]).abs().max() < 1e-3
-    ssim = image_metrics(images["true_surface_nearest"], photo, sample["bounds"], sample["tgt_K"],
-                         sample["tgt_Rt"])["ssim"]
+    ssim = image_metrics(images["true_surface_nearest"], photo, sample.bounds, sample.tgt_K, sample.tgt_Rt)["ssim"]
     assert ssim > 0.98
 
 
 def test_model_depth_row_with_the_true_depth_equals_the_true_surface_row(synth_set, monkeypatch):
     """Given the true depth and coverage as the 'render', the model-depth oracle must pick the same colours as the
     true-surface oracle: both read the source views at the same points."""
-    ceiling = _load_script()
     model, enc, sample, caster = _source_camera_sample(synth_set)
-    height, width = sample["tgt_image"].shape[-2:]
-    origins, directions = camera_rays(sample["tgt_K"], sample["tgt_Rt"], pixel_grid(height, width))
+    height, width = sample.tgt_image.shape[-2:]
+    origins, directions = camera_rays(sample.tgt_K, sample.tgt_Rt, pixel_grid(height, width))
     points, hit = ceiling.first_hits(caster, origins, directions)
     depth = torch.where(hit, (points - origins).norm(dim=-1), 0.0)
 
@@ -85,7 +76,6 @@ def test_model_depth_row_with_the_true_depth_equals_the_true_surface_row(synth_s
 
 def test_visibility_on_a_sphere():
     """A unit sphere seen from 3 m on +z: the near pole is visible, the far pole hidden, a missed ray is not."""
-    ceiling = _load_script()
     sphere = trimesh.creation.icosphere(subdivisions=4, radius=1.0)
     caster = RayCaster(sphere.vertices, sphere.faces)
     centres = torch.tensor([[0.0, 0.0, 3.0], [0.0, 0.0, -3.0]])

@@ -9,7 +9,7 @@ import pytest
 import torch
 import trimesh
 
-from conftest import make_scene
+from helpers import make_scene
 from keypointnerf.cli import main
 from keypointnerf.errors import UserError
 from keypointnerf.export.mesh import (ModelDensity, chamfer_distance, density_grid, extract_mesh, grid_layout,
@@ -98,7 +98,7 @@ def test_model_density_runs_networks_only_inside_the_hull():
     model = KeypointNeRF(model_preset("small")).eval()
     with torch.no_grad():
         model.geometry_mlp.fused_out.bias[1] = 7.0          # density 7 + (small random part) inside the hull
-        enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+        enc = model.encode(scene["views"])
     density = ModelDensity(model, enc, max_points=500)
     grid = density_grid(density, scene["bounds"].numpy(), resolution=16, batch=1000)
     points = grid.points(np.stack(np.unravel_index(np.arange(grid.values.size), grid.shape), axis=1))
@@ -128,15 +128,15 @@ def test_truth_points_with_and_without_faces(tmp_path, monkeypatch):
 def test_anny_faces_read_from_the_cache_without_building(tmp_path, monkeypatch):
     from safetensors.numpy import save_file
 
-    from keypointnerf.export import mesh as mesh_module
+    from keypointnerf.data.synth.body import cached_anny_faces
 
     faces = np.array([[0, 1, 2], [0, 2, 3]], dtype=np.int64)
     (tmp_path / "anny" / "v99").mkdir(parents=True)
     save_file({"faces": faces, "template_vertices": np.zeros((4, 3))},
               str(tmp_path / "anny" / "v99" / "build_compact_model_data_x.safetensors"))
     monkeypatch.setenv("KEYPOINTNERF_CACHE", str(tmp_path))
-    assert np.array_equal(mesh_module._anny_cached_faces(4), faces)
-    assert mesh_module._anny_cached_faces(5) is None                      # another topology: not used
+    assert np.array_equal(cached_anny_faces(4), faces)
+    assert cached_anny_faces(5) is None                      # another topology: not used
 
 
 # ----------------------------------------------------------------------------------------------- the command

@@ -11,7 +11,7 @@ from keypointnerf.cli import main as cli_main
 from keypointnerf.errors import UserError
 from keypointnerf.model import KeypointNeRF, model_preset
 from keypointnerf.model.checkpoint import load_model, official_key, safe_torch_load, save_model
-from conftest import SHARED
+from helpers import SHARED
 
 
 def test_every_official_tensor_is_mapped_or_deliberately_dropped():

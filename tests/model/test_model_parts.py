@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from keypointnerf.data.sample import SourceViews
 from keypointnerf.errors import UserError
 from keypointnerf.model import KeypointNeRF, ModelConfig, model_preset
 from keypointnerf.model import spatial
@@ -32,10 +33,10 @@ def test_relative_encoding_is_invariant_to_a_rigid_motion_of_the_whole_scene():
     point), while the absolute encoding changes."""
     torch.manual_seed(0)
     model = KeypointNeRF(model_preset("small"))
-    from conftest import make_scene
+    from helpers import make_scene
     scene = make_scene(size=128)
     points = torch.randn(50, 3) * 0.2
-    enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+    enc = model.encode(scene["views"])
     angle = 0.7
     R = torch.tensor([[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1.0]])
     shift = torch.tensor([0.5, -1.0, 0.2])
@@ -43,7 +44,7 @@ def test_relative_encoding_is_invariant_to_a_rigid_motion_of_the_whole_scene():
     Rt = scene["Rt"].clone()
     Rt[:, :, :3] = scene["Rt"][:, :, :3] @ R.T
     Rt[:, :, 3] = scene["Rt"][:, :, 3] - (Rt[:, :, :3] @ shift)
-    enc_moved = model.encode(scene["images"], scene["masks"], scene["K"], Rt, moved_kp)
+    enc_moved = model.encode(SourceViews(scene["images"], scene["masks"], scene["K"], Rt, moved_kp))
     moved_points = points @ R.T + shift
     proj, proj_moved = model.project(enc, points), model.project(enc_moved, moved_points)
     a = model.spatial_encoding(enc, points, proj)
@@ -59,9 +60,10 @@ def test_spatial_encoding_widths(kind, width, scene):
     cfg = model_preset("small", spatial_encoding=kind)
     assert cfg.spatial_channels == width
     model = KeypointNeRF(cfg)
-    enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+    enc = model.encode(scene["views"])
     out = model.query(enc, torch.zeros(7, 3), torch.tensor([[1.0, 0, 0]]).expand(7, 3))
-    assert out["raw"].shape == (7, 5) and torch.isfinite(out["raw"]).all()
+    assert out["rgb"].shape == (7, 3) and out["raw_density"].shape == out["aux"].shape == (7,)
+    assert all(torch.isfinite(out[key]).all() for key in ("rgb", "raw_density", "aux"))
 
 
 def test_weighted_mean_variance_by_hand():
@@ -75,7 +77,7 @@ def test_weighted_mean_variance_by_hand():
 
 def test_encoder_output_sizes_and_padding_of_other_sizes(scene):
     model = KeypointNeRF(ModelConfig())
-    enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+    enc = model.encode(scene["views"])
     assert enc.geo_features.shape == (3, 64, 16, 16)        # H/8
     assert enc.highres_features.shape == (3, 8, 64, 64)     # H/2
     assert enc.tex_features.shape == (3, 8, 32, 32)         # H/4
@@ -83,8 +85,8 @@ def test_encoder_output_sizes_and_padding_of_other_sizes(scene):
     images, masks = scene["images"][:, :, :100, :120], scene["masks"][:, :, :100, :120]
     padded_images, padded_masks = torch.zeros_like(scene["images"]), torch.zeros_like(scene["masks"])
     padded_images[:, :, :100, :120], padded_masks[:, :, :100, :120] = images, masks
-    enc = model.encode(images, masks, scene["K"], scene["Rt"], scene["keypoints"])
-    reference = model.encode(padded_images, padded_masks, scene["K"], scene["Rt"], scene["keypoints"])
+    enc = model.encode(SourceViews(images, masks, scene["K"], scene["Rt"], scene["keypoints"]))
+    reference = model.encode(SourceViews(padded_images, padded_masks, scene["K"], scene["Rt"], scene["keypoints"]))
     assert enc.images.shape == (3, 3, 128, 128) and torch.equal(enc.masks, reference.masks)
     assert torch.equal(enc.geo_features, reference.geo_features)
     assert enc.image_size == (100, 120) and reference.image_size == (128, 128)
@@ -95,12 +97,11 @@ def test_encoder_output_sizes_and_padding_of_other_sizes(scene):
 def test_padding_is_seen_by_the_encoders_only():
     """A 120 x 100 view padded to 128 x 128: the frustum, the view weights' fade, the maps' sampling and the
     silhouette rectangle all end at the view's own edges."""
-    from keypointnerf.render.renderer import source_rectangles
     model = KeypointNeRF(model_preset("small"))
     images = torch.rand(1, 3, 100, 120)
     K = torch.tensor([[[100.0, 0, 60], [0, 100, 50], [0, 0, 1]]])
     Rt = torch.cat([torch.eye(3), torch.zeros(3, 1)], 1)[None]         # camera at the origin looking down +z
-    enc = model.encode(images, torch.ones(1, 1, 100, 120), K, Rt, torch.zeros(24, 3))
+    enc = model.encode(SourceViews(images, torch.ones(1, 1, 100, 120), K, Rt, torch.zeros(24, 3)))
     depth = 3.0
     at_pixel = lambda u, v: [(u - 60) * depth / 100, (v - 50) * depth / 100, depth]  # noqa: E731
     proj = model.project(enc, torch.tensor([at_pixel(119.5, 50), at_pixel(121, 50), at_pixel(30, 20)]))
@@ -114,15 +115,14 @@ def test_padding_is_seen_by_the_encoders_only():
     inner = torch.nn.functional.grid_sample(enc.images, proj.xy[:, 2:, None], align_corners=True)[0, :, 0, 0]
     assert torch.allclose(inner, images[0, :, 20, 30], atol=1e-6)
     # a silhouette filling the view touches its borders: widened by 2 px and by the frustum's overhang there
-    rects = source_rectangles(enc)
+    rects = enc.silhouette_rects
     widen = 2.0 + 0.005 * torch.tensor([119.0, 99.0, 119.0, 99.0])       # (1.01 - 1) / 2 of (W - 1, H - 1)
     assert torch.allclose(rects[0], torch.tensor([0.0, 0.0, 119.0, 99.0]) + torch.tensor([-1, -1, 1, 1]) * widen)
-    assert source_rectangles(enc) is rects                              # computed once per encoding
     # the view weights fade by the distance to the view's own border: a point 4 px from the right edge of view 0
     # (at the centre of view 1, a camera 1.65 m to the right) keeps little weight there
     shifted = torch.cat([torch.eye(3), torch.tensor([[-1.65], [0.0], [0.0]])], 1)[None]
-    enc = model.encode(images.expand(2, -1, -1, -1), torch.ones(2, 1, 100, 120), K.expand(2, -1, -1),
-                       torch.cat([Rt, shifted]), torch.zeros(24, 3))
+    enc = model.encode(SourceViews(images.expand(2, -1, -1, -1), torch.ones(2, 1, 100, 120), K.expand(2, -1, -1),
+                                   torch.cat([Rt, shifted]), torch.zeros(24, 3)))
     proj = model.project(enc, torch.tensor([at_pixel(115, 50)]))
     fade = lambda p: 1 / (1 + math.exp(-5 * (min(p, 1 - p) / 0.1 - 1)))  # noqa: E731  spec: per axis of p in [0, 1]
     z = (depth - 2.0) / (5.0 - 2.0)                                      # znear 2 m, zfar 5 m
@@ -134,7 +134,7 @@ def test_padding_is_seen_by_the_encoders_only():
 
 def test_validity_is_the_visual_hull(scene):
     model = KeypointNeRF(model_preset("small"))
-    enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+    enc = model.encode(scene["views"])
     inside = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.05, 0.5]])        # inside the ellipsoid
     outside = torch.tensor([[0.0, 0.0, 1.2], [0.6, 0.0, 0.0], [0.0, 0.0, 50.0]])   # above, beside, behind
     proj = model.project(enc, torch.cat([inside, outside]))
@@ -153,10 +153,10 @@ def test_a_fresh_network_has_density_inside_the_hull_whatever_the_seed(preset, s
     for seed in range(10):
         torch.manual_seed(seed)
         model = KeypointNeRF(model_preset(preset))
-        enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+        enc = model.encode(scene["views"])
         with torch.no_grad():
             out = model.query(enc, points, dirs)
-        raw_density = out["raw"][out["valid"], 1]
+        raw_density = out["raw_density"][out["valid"]]
         assert len(raw_density) > 50 and (raw_density > 0).all(), seed
 
 
@@ -177,21 +177,20 @@ def test_view_dropout_mask_keeps_the_hull_and_fuses_only_the_kept_views():
     of the kept views alone."""
     torch.manual_seed(0)
     model = KeypointNeRF(model_preset("small")).eval()
-    from conftest import make_scene
+    from helpers import make_scene
     scene = make_scene(size=128)
     points = torch.randn(400, 3) * torch.tensor([0.2, 0.15, 0.6])
     with torch.no_grad():
-        enc_all = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
-        enc_two = model.encode(scene["images"][:2], scene["masks"][:2], scene["K"][:2], scene["Rt"][:2],
-                               scene["keypoints"])
+        enc_all = model.encode(scene["views"])
+        enc_two = model.encode(SourceViews(scene["images"][:2], scene["masks"][:2], scene["K"][:2], scene["Rt"][:2],
+                                           scene["keypoints"]))
+        enc_masked = model.encode(scene["views"], view_mask=torch.tensor([1.0, 1.0, 0.0]))
         proj_all, proj_two = model.project(enc_all, points), model.project(enc_two, points)
-        enc_all.view_mask = torch.tensor([1.0, 1.0, 0.0])
-        raw_masked, _ = model.geometry(enc_all, points, proj_all)
-        raw_two, _ = model.geometry(enc_two, points, proj_two)
+        raw_masked = model.geometry(enc_masked, points, proj_all).raw_density
+        raw_two = model.geometry(enc_two, points, proj_two).raw_density
     inside = proj_all.valid
     assert inside.any() and (proj_two.valid & ~inside).any()   # the third view does cut the hull
     assert torch.allclose(raw_masked[inside], raw_two[inside], atol=1e-5)
-    enc_all.view_mask = None
     with torch.no_grad():
-        raw_plain, _ = model.geometry(enc_all, points, proj_all)
+        raw_plain = model.geometry(enc_all, points, proj_all).raw_density
     assert not torch.allclose(raw_plain[inside], raw_two[inside], atol=1e-5)

@@ -14,8 +14,9 @@ from keypointnerf.cli import main
 from keypointnerf.data.zju import ZJUSubject, axis_angle_to_matrix
 from keypointnerf.model import KeypointNeRF, model_preset
 from keypointnerf.model.checkpoint import save_model
+from keypointnerf.geometry import look_at
 from keypointnerf.render.orbit import (CANONICAL_FRAMES, body_frame, describe_body_frame, keypoint_body_frame,
-                                       look_at, orbit_cameras, rh_body_frame)
+                                       orbit_cameras, rh_body_frame)
 from keypointnerf.render.video import depth_to_color, source_strip, write_png, write_video
 from zju_fixtures import make_subject, save_pickled
 

@@ -4,13 +4,14 @@ import math
 import pytest
 import torch
 
+from keypointnerf.data.sample import SourceViews
 from keypointnerf.errors import UserError
 from keypointnerf.model import KeypointNeRF, model_preset
 from keypointnerf.render.composite import composite, compositing_weights
-from keypointnerf.render.rays import (camera_rays, near_far, pixel_grid, rays_meet_silhouettes,
-                                     silhouette_rectangles)
-from keypointnerf.render.renderer import (RenderConfig, RenderStats, render_image, render_pixels,
-                                         source_rectangles, subpixel_offsets)
+from keypointnerf.geometry import camera_rays, pixel_grid
+from keypointnerf.model.keypointnerf import silhouette_rectangles
+from keypointnerf.render.rays import near_far, rays_meet_silhouettes
+from keypointnerf.render.renderer import RenderConfig, RenderStats, render_image, render_pixels, subpixel_offsets
 from keypointnerf.render.sampling import coarse_depths, importance_depths
 
 K = torch.tensor([[100.0, 0, 50], [0, 100.0, 40], [0, 0, 1]])
@@ -70,13 +71,13 @@ def test_importance_samples_follow_the_weights():
 
 @pytest.fixture(scope="module")
 def small_model_and_scene():
-    from conftest import make_scene
+    from helpers import make_scene
     torch.manual_seed(3)
     model = KeypointNeRF(model_preset("small")).eval()
     with torch.no_grad():   # a density that is positive inside the hull, so images are not empty
         model.geometry_mlp.fused_out.bias[1] = 3.0
     scene = make_scene(size=128)
-    enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+    enc = model.encode(scene["views"])
     return model, scene, enc
 
 
@@ -151,7 +152,7 @@ def test_training_render_is_differentiable_and_culled_gradients_match(small_mode
     grads = []
     for cull in (True, False):
         model.zero_grad()
-        enc = model.encode(scene["images"], scene["masks"], scene["K"], scene["Rt"], scene["keypoints"])
+        enc = model.encode(scene["views"])
         out = render_pixels(model, enc, K, scene["tgt_Rt"], pixels, scene["bounds"], RenderConfig(cull=cull))
         (out["rgb"].sum() + out["rgb_coarse"].sum()).backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
@@ -194,14 +195,14 @@ def test_skipped_rays_hold_no_point_of_the_visual_hull(small_model_and_scene, cr
     model, scene, enc = small_model_and_scene
     if crop:   # sources cut at the right and bottom (through the silhouettes), padded again for the encoders
         height, width = crop
-        enc = model.encode(scene["images"][..., :height, :width], scene["masks"][..., :height, :width],
-                           scene["K"], scene["Rt"], scene["keypoints"])
+        enc = model.encode(SourceViews(scene["images"][..., :height, :width], scene["masks"][..., :height, :width],
+                                       scene["K"], scene["Rt"], scene["keypoints"]))
         assert enc.images.shape[-2:] == (128, 128) and scene["masks"][:, 0, height - 1].any()
     K = scene["tgt_K"].clone()
     K[:2] *= 40 / 128
     origins, directions = camera_rays(K, scene["tgt_Rt"], pixel_grid(40, 40))
     near, far, _ = near_far(origins, directions, scene["bounds"], scene["tgt_Rt"], model.cfg.znear, model.cfg.zfar)
-    keep = rays_meet_silhouettes(origins, directions, near, far, enc.P, enc.Rt, source_rectangles(enc),
+    keep = rays_meet_silhouettes(origins, directions, near, far, enc.P, enc.Rt, enc.silhouette_rects,
                                  model.cfg.znear)
     # brute force: 400 points along every ray
     steps = torch.linspace(0, 1, 400)

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from keypointnerf.cli import main as cli_main
+from keypointnerf.data.sample import Sample, SampleInfo
 from keypointnerf.errors import UserError
 from keypointnerf.model.checkpoint import load_model
 from keypointnerf.train.config import OptimConfig, TrainConfig, train_preset
@@ -152,7 +153,7 @@ def test_loss_counts_each_render_pass_once(monkeypatch, fine_samples):
     cfg.render.fine_samples = fine_samples
     cfg.loss.perceptual, cfg.loss.ssim, cfg.loss.mask = 0.0, 0.0, 1.0
     trainer = train_module.KeypointNeRFTraining(config_to_dict(cfg))
-    monkeypatch.setattr(trainer.model, "encode", lambda *inputs: SimpleNamespace(num_views=3))
+    monkeypatch.setattr(trainer.model, "encode", lambda *inputs, **options: SimpleNamespace(num_views=3))
     rays = 16
     stub = {"rgb_coarse": torch.full((rays, 3), 0.25), "rgb": torch.full((rays, 3), 0.5),
             "opacity_coarse": torch.full((rays,), 0.9), "opacity": torch.full((rays,), 0.5)}
@@ -160,8 +161,8 @@ def test_loss_counts_each_render_pass_once(monkeypatch, fine_samples):
         stub.update(rgb_coarse=stub["rgb"], opacity_coarse=stub["opacity"])
     monkeypatch.setattr(train_module, "render_pixels", lambda *args, **kwargs: stub)
     pixels = torch.stack([torch.arange(rays) % 4, torch.arange(rays) // 4], dim=1)
-    sample = {"pixels": pixels, "tgt_image": torch.zeros(3, 4, 4), "tgt_mask": torch.ones(1, 4, 4),
-              "tgt_K": None, "tgt_Rt": None, "bounds": None, **{key: None for key in train_module.ENCODE_KEYS}}
+    sample = Sample(views=SimpleNamespace(num_views=3), bounds=None, tgt_image=torch.zeros(3, 4, 4),
+                    tgt_mask=torch.ones(1, 4, 4), tgt_K=None, tgt_Rt=None, info=None, pixels=pixels)
     total = float(trainer._losses(sample)["loss"])
     eps = 1e-4   # silhouette_bce's
     if fine_samples == 0:   # 10 * 0.5 + 1 * -ln(0.5)
@@ -175,7 +176,7 @@ def test_training_path_gives_the_plain_paths_loss_and_gradients(monkeypatch, one
     # the training step's render (culled rays and samples, coarse values reused, networks recomputed in the
     # backward pass) against the plain one (every sample of every ray, activations kept), with the training
     # randomness on: jitter, density noise, random importance draws, view dropout
-    from conftest import make_scene
+    from helpers import make_scene
 
     from keypointnerf.render.renderer import RenderStats
     from keypointnerf.train import module as train_module
@@ -186,10 +187,9 @@ def test_training_path_gives_the_plain_paths_loss_and_gradients(monkeypatch, one
     scene = make_scene(size=64)
     # a 16 x 16 patch across the top of the silhouette: some of its rays cannot meet the visual hull
     vv, uu = torch.meshgrid(torch.arange(0, 16), torch.arange(24, 40), indexing="ij")
-    sample = {"src_images": scene["images"], "src_masks": scene["masks"], "src_K": scene["K"], "src_Rt": scene["Rt"],
-              "keypoints": scene["keypoints"], "bounds": scene["bounds"], "tgt_image": scene["tgt_image"],
-              "tgt_mask": scene["tgt_mask"], "tgt_K": scene["tgt_K"], "tgt_Rt": scene["tgt_Rt"],
-              "pixels": torch.stack([uu.reshape(-1), vv.reshape(-1)], dim=1)}
+    sample = Sample(views=scene["views"], bounds=scene["bounds"], tgt_image=scene["tgt_image"],
+                    tgt_mask=scene["tgt_mask"], tgt_K=scene["tgt_K"], tgt_Rt=scene["tgt_Rt"],
+                    info=SampleInfo("scene", 0, (0, 1, 2), 3), pixels=torch.stack([uu.reshape(-1), vv.reshape(-1)], 1))
     results, render = {}, train_module.render_pixels
     for path, settings in (("training", {}), ("plain", {"cull": False, "grad_checkpoint": False})):
         torch.manual_seed(0)
@@ -206,7 +206,7 @@ def test_training_path_gives_the_plain_paths_loss_and_gradients(monkeypatch, one
         grads = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
         results[path] = float(losses["loss"].detach()), grads, stats
     (loss, grads, stats), (plain_loss, plain_grads, plain_stats) = results["training"], results["plain"]
-    assert stats.extra["rays_skipped"] > 0 and stats.geometry_evaluations < plain_stats.geometry_evaluations / 2
+    assert stats.rays_skipped > 0 and stats.geometry_evaluations < plain_stats.geometry_evaluations / 2
     assert loss == pytest.approx(plain_loss, rel=1e-5)
     assert grads.keys() == plain_grads.keys() and len(grads) == len(list(trainer.model.parameters()))
     # float tolerance against the largest gradient (some are 0 up to rounding: biases before InstanceNorm)

@@ -21,8 +21,8 @@ from PIL import Image
 from keypointnerf.cli import main
 from keypointnerf.model import KeypointNeRF, model_preset
 from keypointnerf.model.checkpoint import save_model
-from keypointnerf.render.commands import open_subject, scaled_camera
-from keypointnerf.render.orbit import look_at
+from keypointnerf.geometry import look_at, scaled_camera
+from keypointnerf.options import open_subject
 from keypointnerf.render.renderer import RenderCancelled
 from keypointnerf.view.progressive import ProgressiveRenderer
 from keypointnerf.view.session import (ViewCamera, ViewSession, camera_from_pose, camera_pose, vertical_fov,

@@ -1,4 +1,4 @@
-"""Train/test protocols and the torch data sets that turn subjects into samples (see ``sample.py``).
+"""Train/test protocols and the torch data sets that turn subjects into samples (:class:`Sample`).
 
 Two kinds of protocol:
 
@@ -31,13 +31,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import UserError
+from .sample import Sample, SampleInfo, SourceViews
 from .zju import ZJUSubject, discover_subjects
 
 PROTOCOL_NAMES = ("auto", "zju_nhp", "split", "all")
@@ -207,14 +208,8 @@ def _hwc_to_chw(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
-#: the entries of a sample that ``KeypointNeRF.encode`` takes, in its argument order
-ENCODE_KEYS = ("src_images", "src_masks", "src_K", "src_Rt", "keypoints")
-
-
-def load_sources(subject: ZJUSubject, frame: int, src_cams: Sequence[int]) -> dict[str, torch.Tensor]:
-    """The source half of a sample (no batch dimension): ``src_images`` (V, 3, H, W) in [0, 1], ``src_masks``
-    (V, 1, H, W) 0/1, ``src_K`` (V, 3, 3), ``src_Rt`` (V, 3, 4), ``keypoints`` (24, 3) and ``bounds`` (2, 3)
-    world metres. ``model.encode(*(sources[k] for k in ENCODE_KEYS))`` encodes them."""
+def load_sources(subject: ZJUSubject, frame: int, src_cams: Sequence[int]) -> SourceViews:
+    """The source views ``src_cams`` of one frame and its keypoints (see :class:`SourceViews`)."""
     src_images, src_masks, src_K, src_Rt = [], [], [], []
     for cam in src_cams:
         image, mask = subject.load_view(frame, cam)
@@ -228,29 +223,26 @@ def load_sources(subject: ZJUSubject, frame: int, src_cams: Sequence[int]) -> di
         listed = ", ".join(f"camera {c} {image.shape[2]}x{image.shape[1]}" for c, image in zip(src_cams, src_images))
         raise UserError(f"{subject.path}: the source views of frame {frame} differ in size ({listed}); the model "
                         f"encodes the views of one frame at one size (see keypointnerf data check)")
-    return {"src_images": torch.stack(src_images), "src_masks": torch.stack(src_masks),
-            "src_K": torch.stack(src_K), "src_Rt": torch.stack(src_Rt),
-            "keypoints": torch.from_numpy(subject.keypoints(frame)),
-            "bounds": torch.from_numpy(subject.bounds(frame))}
+    return SourceViews(images=torch.stack(src_images), masks=torch.stack(src_masks), K=torch.stack(src_K),
+                       Rt=torch.stack(src_Rt), keypoints=torch.from_numpy(subject.keypoints(frame)))
 
 
 def build_sample(subject: ZJUSubject, frame: int, src_cams: Sequence[int], tgt_cam: int,
-                 pixels: np.ndarray | None = None) -> dict[str, Any]:
-    """The sample dict of ``sample.py`` for one frame of ``subject`` (no batch dimension)."""
+                 pixels: np.ndarray | None = None) -> Sample:
+    """The :class:`Sample` of one frame of ``subject``: sources ``src_cams``, target ``tgt_cam`` (whole image, or
+    only ``pixels`` (P, 2) (u, v) when given)."""
     tgt_image, tgt_mask = subject.load_view(frame, tgt_cam)
     tgt_K, tgt_Rt = subject.camera(tgt_cam)
-    sample = {
-        **load_sources(subject, frame, src_cams),
-        "tgt_image": _hwc_to_chw(tgt_image),
-        "tgt_mask": torch.from_numpy(tgt_mask.astype(np.float32))[None],
-        "tgt_K": torch.from_numpy(tgt_K),
-        "tgt_Rt": torch.from_numpy(tgt_Rt),
-        "meta": {"subject": subject.name, "frame": int(frame), "src_cams": [int(c) for c in src_cams],
-                 "tgt_cam": int(tgt_cam)},
-    }
-    if pixels is not None:
-        sample["pixels"] = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.int64))
-    return sample
+    return Sample(
+        views=load_sources(subject, frame, src_cams),
+        bounds=torch.from_numpy(subject.bounds(frame)),
+        tgt_image=_hwc_to_chw(tgt_image),
+        tgt_mask=torch.from_numpy(tgt_mask.astype(np.float32))[None],
+        tgt_K=torch.from_numpy(tgt_K),
+        tgt_Rt=torch.from_numpy(tgt_Rt),
+        info=SampleInfo(subject=subject.name, frame=int(frame), src_cams=tuple(int(c) for c in src_cams),
+                        tgt_cam=int(tgt_cam)),
+        pixels=None if pixels is None else torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.int64)))
 
 
 def patch_pixels(mask: np.ndarray, patch_size: int, rng: np.random.Generator) -> np.ndarray | None:
@@ -277,6 +269,21 @@ def open_subjects(data_root: str | Path, names: Sequence[str], **reader_kwargs) 
     for subject in subjects.values():
         subject.image_size  # reads one image header: a broken set fails here, not mid-run
     return subjects
+
+
+def _open_split(data_root: str | Path, protocol: Protocol | str, split: str, subjects: Sequence[str] | None,
+                **reader_kwargs) -> tuple[Protocol, dict[str, ZJUSubject]]:
+    """The protocol (given or loaded by name) and the opened subjects of its ``split`` ("train" or "test"):
+    ``subjects`` (protocol names of that split) or all of them."""
+    protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol, data_root)
+    part = getattr(protocol, split)
+    names = list(subjects) if subjects is not None else list(part)
+    unknown = [n for n in names if n not in part]
+    if unknown:
+        raise UserError(f"not {split} subjects of protocol {protocol.name}: {', '.join(unknown)}")
+    if not names:
+        raise UserError(f"protocol {protocol.name} has no {split} subjects")
+    return protocol, open_subjects(data_root, names, **reader_kwargs)
 
 
 class TrainDataset(Dataset):
@@ -309,14 +316,8 @@ class TrainDataset(Dataset):
         if source_layout not in SOURCE_LAYOUTS:
             raise UserError(f"data.source_layout {source_layout!r}: expected one of {', '.join(SOURCE_LAYOUTS)}")
         self.source_layout = source_layout
-        self.protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol, data_root)
-        names = list(subjects) if subjects is not None else list(self.protocol.train)
-        unknown = [n for n in names if n not in self.protocol.train]
-        if unknown:
-            raise UserError(f"not train subjects of protocol {self.protocol.name}: {', '.join(unknown)}")
-        if not names:
-            raise UserError(f"protocol {self.protocol.name} has no train subjects")
-        self.subjects = open_subjects(data_root, names, downsample=downsample, cache_mb=cache_mb)
+        self.protocol, self.subjects = _open_split(data_root, protocol, "train", subjects, downsample=downsample,
+                                                   cache_mb=cache_mb)
         self.patch_size = int(patch_size)
         self.num_sources = int(num_sources)
         self.seed = seed
@@ -350,7 +351,7 @@ class TrainDataset(Dataset):
         self._draws[index] = visit + 1
         return np.random.default_rng([int(self.seed), self.epoch, index, visit])
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> Sample:
         name, frame = self.items[index]
         subject = self.subjects[name]
         rng = self._rng(index)
@@ -384,16 +385,10 @@ class TestDataset(Dataset):
     def __init__(self, data_root: str | Path, protocol: Protocol | str = "auto", downsample: float = 0.5,
                  input_cams: Sequence[int] | None = None, target_cams: Sequence[int] | None = None,
                  frame_step: int | None = None, subjects: Sequence[str] | None = None, cache_mb: float = 1024):
-        self.protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol, data_root)
-        names = list(subjects) if subjects is not None else list(self.protocol.test)
-        unknown = [n for n in names if n not in self.protocol.test]
-        if unknown:
-            raise UserError(f"not test subjects of protocol {self.protocol.name}: {', '.join(unknown)}")
-        if not names:
-            raise UserError(f"protocol {self.protocol.name} has no test subjects")
         if frame_step is not None and frame_step < 1:
             raise UserError(f"frame step must be >= 1, got {frame_step}")
-        self.subjects = open_subjects(data_root, names, downsample=downsample, cache_mb=cache_mb)
+        self.protocol, self.subjects = _open_split(data_root, protocol, "test", subjects, downsample=downsample,
+                                                   cache_mb=cache_mb)
         inputs = tuple(input_cams) if input_cams is not None else self.protocol.input_cams
         targets = tuple(target_cams) if target_cams is not None else self.protocol.target_cams
         self.cameras: dict[str, tuple[list[int], list[int]]] = {}
@@ -413,7 +408,7 @@ class TestDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> Sample:
         name, frame, target = self.items[index]
         subject = self.subjects[name]
         return build_sample(subject, frame, self.cameras[name][0], target)

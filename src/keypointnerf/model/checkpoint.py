@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import _weights_only_unpickler as wou
 
 from ..configio import from_dict, to_dict
 from ..errors import UserError
@@ -37,8 +38,6 @@ class _Inert:
 
 
 def _inert_pickle_module():
-    from torch import _weights_only_unpickler as wou
-
     allowed = wou._get_allowed_globals()
 
     class Unpickler(pickle.Unpickler):

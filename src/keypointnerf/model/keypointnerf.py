@@ -7,11 +7,13 @@ column / row; normalised image coordinates are ``2u/(W-1) - 1`` (``align_corners
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.sample import SourceViews
 from . import spatial
 from .config import ModelConfig
 from .encoders import GeometryEncoder, TextureEncoder
@@ -20,11 +22,13 @@ from .heads import ColorHead, GeometryMLP, weighted_mean_variance
 FRUSTUM_MARGIN = 1.01      # |xy| bound of the frustum test, normalised image coordinates
 MASK_THRESHOLD = 0.1       # a point is inside a view's silhouette where the sampled mask exceeds this
 VIEW_WEIGHT_BORDER = 0.1   # view weights fade out within this fraction of the frustum's border
+SILHOUETTE_MARGIN_PX = 2.0  # the silhouette rectangles are widened by this: bilinear support + rounding
 
 
-@dataclass
+@dataclass(frozen=True)
 class SourceEncoding:
-    """Everything the point queries need about one set of V source views (computed once by ``encode``)."""
+    """Everything the point queries need about one set of V source views (made once by ``encode``, never changed:
+    a variant is a new encoding, e.g. ``dataclasses.replace(enc, view_mask=...)``)."""
 
     images: torch.Tensor          # (V, 3, H, W) source RGB in [0, 1], background 0 (padded, see image_size)
     masks: torch.Tensor           # (V, 1, H, W) foreground masks in [0, 1] (padded likewise)
@@ -42,9 +46,13 @@ class SourceEncoding:
     # (V,) 0/1 training-time view dropout: a dropped view still bounds the visual hull but adds nothing to the
     # fused feature or the colour blend; None = every view counts (inference)
     view_mask: torch.Tensor | None = None
-    # (V, 4) the silhouettes' pixel rectangles for culling rays: a cache the renderer fills on first use (derived
-    # from masks: not carried into a copy, e.g. dataclasses.replace(enc, masks=...))
-    silhouette_rects: torch.Tensor | None = field(default=None, repr=False, compare=False, init=False)
+    # (V, 4) pixel rectangles around the silhouettes in the views as given (see :func:`silhouette_rectangles`),
+    # for culling rays; derived from masks when the encoding is made (so also in a dataclasses.replace copy)
+    silhouette_rects: torch.Tensor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        height, width = self.image_size
+        object.__setattr__(self, "silhouette_rects", silhouette_rectangles(self.masks[..., :height, :width]))
 
     @property
     def num_views(self) -> int:
@@ -60,6 +68,64 @@ class Projection:
     frame_xy: torch.Tensor        # (V, N, 2) normalised coordinates in the views as given (= xy unless padded)
     z_normalised: torch.Tensor    # (V, N) 2 (z - znear) / (zfar - znear) - 1
     valid: torch.Tensor           # (N,) bool: inside every view's frustum and silhouette (the visual hull)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The geometry network's answer for N points."""
+
+    raw_density: torch.Tensor     # (N,) density before the relu and the visual-hull mask (1/m)
+    aux: torch.Tensor             # (N,) the auxiliary output channel (informative: composited into ``aux``)
+    fused: torch.Tensor           # (N, 2 * view_feature_channels) the fused view features the colour head takes
+
+
+@dataclass(frozen=True)
+class PointDensity:
+    """Density of N points of which M were run through the geometry network (see ``KeypointNeRF.density``)."""
+
+    density: torch.Tensor         # (N,) volume density (1/m): relu(raw_density) inside the visual hull, 0 outside
+    raw_density: torch.Tensor     # (N,) before the relu; 0 where not evaluated
+    aux: torch.Tensor             # (N,) 0 where not evaluated
+    valid: torch.Tensor           # (N,) bool: inside the visual hull
+    evaluated: torch.Tensor       # (M,) int64: the points evaluated, ascending
+    fused: torch.Tensor           # (M, 2 * view_feature_channels) their fused view features
+    projection: "Projection"      # of all N points
+
+
+def volume_density(raw_density: torch.Tensor, valid: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """(N,) ``valid * relu(raw_density + noise)``: the density of the renderer and the mesh export (``noise``
+    (N,), already scaled, only in training renders)."""
+    if noise is not None:
+        raw_density = raw_density + noise.reshape(raw_density.shape)
+    return valid.to(raw_density.dtype) * torch.relu(raw_density)
+
+
+def _scatter_rows(values: torch.Tensor, index: torch.Tensor, total: int) -> torch.Tensor:
+    """(M, ...) rows placed at ``index`` (M,) of a (total, ...) zero tensor (differentiable)."""
+    return values.new_zeros((total,) + values.shape[1:]).index_copy(0, index, values)
+
+
+def silhouette_rectangles(masks: torch.Tensor, frustum_margin: float = FRUSTUM_MARGIN,
+                          margin: float = SILHOUETTE_MARGIN_PX) -> torch.Tensor:
+    """(V, 1, H, W) masks -> (V, 4) pixel rectangles ``[u_min, v_min, u_max, v_max]`` around every non-zero mask
+    pixel, widened by ``margin``; a view with an empty mask gets an empty rectangle (min > max).
+
+    Masks are sampled with border padding, so a silhouette that touches the image border reaches on to the
+    frustum's limit (normalised coordinate ``frustum_margin``): that side is widened by the overhang as well.
+    """
+    height, width = masks.shape[-2:]
+    overhang = (frustum_margin - 1.0) * 0.5 * masks.new_tensor([width - 1, height - 1, width - 1, height - 1])
+    rects = []
+    for mask in masks[:, 0].gt(0):
+        rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+        if len(rows) == 0:
+            rects.append(masks.new_tensor([1.0, 1.0, -1.0, -1.0]))
+            continue
+        rect = torch.stack([cols[0], rows[0], cols[-1], rows[-1]]).to(masks.dtype)
+        at_border = torch.stack([cols[0] == 0, rows[0] == 0, cols[-1] == width - 1, rows[-1] == height - 1])
+        widen = margin + at_border.to(masks.dtype) * overhang
+        rects.append(rect + torch.stack([-widen[0], -widen[1], widen[2], widen[3]]))
+    return torch.stack(rects)
 
 
 def _to_homogeneous(points: torch.Tensor) -> torch.Tensor:
@@ -85,27 +151,26 @@ class KeypointNeRF(nn.Module):
         self.register_buffer("spatial_center", torch.zeros(3))
 
     # ---------------------------------------------------------------- source views
-    def encode(self, images: torch.Tensor, masks: torch.Tensor, K: torch.Tensor, Rt: torch.Tensor,
-               keypoints: torch.Tensor) -> SourceEncoding:
-        """Run the image encoders on V source views.
+    def encode(self, views: SourceViews, view_mask: torch.Tensor | None = None) -> SourceEncoding:
+        """Run the image encoders on V source views (``view_mask``: see :class:`SourceEncoding`).
 
-        images (V, 3, H, W) in [0, 1] with background 0; masks (V, 1, H, W); K (V, 3, 3); Rt (V, 3, 4);
-        keypoints (K, 3) world metres. The encoders need H and W divisible by ``cfg.size_multiple`` (128
-        officially); other sizes are padded with background at the right and bottom, which keeps every pixel
-        coordinate (and K) as it is. Only the encoders see the padding: the frustum test and the border fade of
-        the view weights refer to the views as given, and the maps are sampled as if they ended at the views'
-        edges (border padding there), so a padded view differs from an unpadded one only in what the encoders'
-        receptive fields see near its right and bottom edges.
+        The encoders need H and W divisible by ``cfg.size_multiple`` (128 officially); other sizes are padded
+        with background at the right and bottom, which keeps every pixel coordinate (and K) as it is. Only the
+        encoders see the padding: the frustum test and the border fade of the view weights refer to the views as
+        given, and the maps are sampled as if they ended at the views' edges (border padding there), so a padded
+        view differs from an unpadded one only in what the encoders' receptive fields see near its right and
+        bottom edges.
         """
-        views, _, height, width = images.shape
-        if masks.shape != (views, 1, height, width):
-            raise ValueError(f"masks have shape {tuple(masks.shape)}, expected {(views, 1, height, width)}")
+        images, masks = views.images, views.masks
+        count, _, height, width = images.shape
+        if masks.shape != (count, 1, height, width):
+            raise ValueError(f"masks have shape {tuple(masks.shape)}, expected {(count, 1, height, width)}")
         multiple = self.cfg.size_multiple
         pad_bottom, pad_right = -height % multiple, -width % multiple
         if pad_bottom or pad_right:
             images = F.pad(images, (0, pad_right, 0, pad_bottom))
             masks = F.pad(masks, (0, pad_right, 0, pad_bottom))
-        images, masks, K, Rt, keypoints = (t.float() for t in (images, masks, K, Rt, keypoints))
+        images, masks, K, Rt, keypoints = (t.float() for t in (images, masks, views.K, views.Rt, views.keypoints))
         # pool first, then normalise: the official order (the other order moves densities by ~1e-4)
         pooled = F.avg_pool2d(images, self.cfg.image_pool) if self.cfg.image_pool > 1 else images
         pooled = pooled * 2 - 1
@@ -117,7 +182,7 @@ class KeypointNeRF(nn.Module):
             tex_features=tex_features, Rt=Rt, P=K @ Rt,
             centers=-(R.transpose(1, 2) @ t.unsqueeze(-1)).squeeze(-1),
             keypoints=keypoints, keypoints_cam=_to_homogeneous(keypoints).unsqueeze(0) @ Rt.transpose(1, 2),
-            image_size=(height, width))
+            image_size=(height, width), view_mask=view_mask)
 
     # ---------------------------------------------------------------- point queries, in stages
     def project(self, enc: SourceEncoding, points: torch.Tensor) -> Projection:
@@ -163,14 +228,14 @@ class KeypointNeRF(nn.Module):
             return spatial.camera_xyz(proj.points_cam, cfg.spatial_frequencies)
         return spatial.relative_xyz(proj.points_cam, enc.keypoints_cam, cfg.spatial_frequencies)
 
-    def geometry(self, enc: SourceEncoding, points: torch.Tensor, proj: Projection
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> raw (N, 2) = [aux, density before relu/masking], fused (N, 2 * view_feature_channels)."""
+    def geometry(self, enc: SourceEncoding, points: torch.Tensor, proj: Projection) -> Geometry:
+        """The geometry network at (N, 3) world points whose projection is ``proj`` (no visual-hull mask)."""
         per_view = self.geometry_mlp.per_view(self.spatial_encoding(enc, points, proj),
                                               sample_maps(enc.geo_features, proj.xy),
                                               sample_maps(enc.highres_features, proj.xy))
         fused = weighted_mean_variance(per_view, self.view_weights(proj, enc.view_mask))
-        return self.geometry_mlp.fused(fused), fused
+        raw = self.geometry_mlp.fused(fused)
+        return Geometry(raw_density=raw[:, 1], aux=raw[:, 0], fused=fused)
 
     def color(self, enc: SourceEncoding, points: torch.Tensor, proj: Projection, fused: torch.Tensor,
               view_dirs: torch.Tensor) -> torch.Tensor:
@@ -189,13 +254,33 @@ class KeypointNeRF(nn.Module):
             mask = mask * enc.view_mask.to(mask.dtype)[:, None, None]
         return self.color_head(features, ray_feature, mask)
 
-    def query(self, enc: SourceEncoding, points: torch.Tensor, view_dirs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Evaluate every point (no culling). points, view_dirs (N, 3) ->
-        ``raw`` (N, 5) = [aux, raw density, r, g, b], ``valid`` (N,) bool."""
+    def density(self, enc: SourceEncoding, points: torch.Tensor, max_points: int = 4096, hull_only: bool = True,
+                run: Callable | None = None) -> PointDensity:
+        """The density of (N, 3) world points, the network run ``max_points`` at a time: only at the points inside
+        the visual hull (``hull_only``; every other point has density 0 by definition) or at all of them.
+        ``run(function, *args)`` calls the network on a batch (e.g. with activation checkpointing)."""
+        run = run or (lambda function, *args: function(*args))
         proj = self.project(enc, points)
-        raw, fused = self.geometry(enc, points, proj)
-        rgb = self.color(enc, points, proj, fused, view_dirs)
-        return {"raw": torch.cat([raw, rgb], dim=-1), "valid": proj.valid}
+        evaluated = proj.valid.nonzero()[:, 0] if hull_only else torch.arange(len(points), device=points.device)
+        parts = [run(self.geometry, enc, points[index], self.subset(proj, index))
+                 for index in evaluated.split(max_points)]
+        if parts:
+            raw_density = _scatter_rows(torch.cat([part.raw_density for part in parts]), evaluated, len(points))
+            aux = _scatter_rows(torch.cat([part.aux for part in parts]), evaluated, len(points))
+            fused = torch.cat([part.fused for part in parts])
+        else:
+            raw_density = aux = points.new_zeros(len(points))
+            fused = points.new_zeros(0, 2 * self.cfg.view_feature_channels)
+        return PointDensity(density=volume_density(raw_density, proj.valid), raw_density=raw_density, aux=aux,
+                            valid=proj.valid, evaluated=evaluated, fused=fused, projection=proj)
+
+    def query(self, enc: SourceEncoding, points: torch.Tensor, view_dirs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Evaluate every point (no culling). points, view_dirs (N, 3) -> ``raw_density``, ``aux`` (N,),
+        ``rgb`` (N, 3), ``valid`` (N,) bool."""
+        proj = self.project(enc, points)
+        geometry = self.geometry(enc, points, proj)
+        rgb = self.color(enc, points, proj, geometry.fused, view_dirs)
+        return {"raw_density": geometry.raw_density, "aux": geometry.aux, "rgb": rgb, "valid": proj.valid}
 
     @staticmethod
     def subset(proj: Projection, index: torch.Tensor) -> Projection:

@@ -1,5 +1,6 @@
-"""Rendering: rays and near/far (``rays``), sample placement (``sampling``), compositing (``composite``),
-chunked image rendering with exact visual-hull culling and a plain reference path (``renderer``)."""
+"""Rendering: near/far and the rays' visual-hull test (``rays``), sample placement (``sampling``), compositing
+(``composite``), chunked image rendering by the culled path or the plain reference path (``renderer``), pictures
+and videos (``video``), orbit cameras (``orbit``)."""
 from .renderer import RenderCancelled, RenderConfig, render_image, render_rays
 
 __all__ = ["RenderCancelled", "RenderConfig", "render_image", "render_rays"]

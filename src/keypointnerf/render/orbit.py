@@ -24,40 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry import look_at, orthogonal_unit, unit
+
 PELVIS, LEFT_HIP, RIGHT_HIP, NECK = 0, 1, 2, 12
 #: canonical (up, facing) of the body models in their own frame
 CANONICAL_FRAMES = {
     "smpl": (np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0])),
     "anny": (np.array([0.0, 0.0, 1.0]), np.array([0.0, -1.0, 0.0])),
 }
-_DEGENERATE = 1e-6
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
-    norm = np.linalg.norm(v)
-    if not np.isfinite(norm) or norm < _DEGENERATE:
-        raise ValueError(f"cannot normalise the vector {v}")
-    return v / norm
-
-
-def _orthogonal_part(v: np.ndarray, unit_axis: np.ndarray) -> np.ndarray:
-    """The part of ``v`` orthogonal to ``unit_axis``, normalised (ValueError when (anti-)parallel)."""
-    v = np.asarray(v, dtype=np.float64)
-    return _unit(v - (v @ unit_axis) * unit_axis)
-
-
-def look_at(position: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """(3, 4) float64 world-to-camera [R|t] of a camera at ``position`` (3,) looking at ``target`` (3,), with the
-    world direction ``up`` (3,) pointing up in the image (the image's v axis is -up projected)."""
-    forward = _unit(np.asarray(target, np.float64) - np.asarray(position, np.float64))
-    down = -_orthogonal_part(up, forward)
-    right = np.cross(down, forward)          # x = y cross z for a right-handed camera
-    R = np.stack([right, down, forward])
-    t = -R @ np.asarray(position, np.float64)
-    return np.concatenate([R, t[:, None]], axis=1)
-
-
 def orbit_cameras(center, up, forward, count: int, radius_m: float, elevation_deg: float = 0.0,
                   K=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """``count`` cameras evenly spaced on a circle around ``center``, all looking at it.
@@ -87,8 +61,8 @@ def orbit_cameras(center, up, forward, count: int, radius_m: float, elevation_de
         raise ValueError("K (3, 3) is required")
     K = np.asarray(K, dtype=np.float64).reshape(3, 3)
     center = np.asarray(center, dtype=np.float64).reshape(3)
-    up = _unit(np.asarray(up, dtype=np.float64).reshape(3))
-    front = _orthogonal_part(np.asarray(forward, dtype=np.float64).reshape(3), up)
+    up = unit(np.asarray(up, dtype=np.float64).reshape(3))
+    front = orthogonal_unit(np.asarray(forward, dtype=np.float64).reshape(3), up)
     left = np.cross(up, front)                     # the subject's left (SMPL: Y x Z = +X)
     elevation = math.radians(elevation_deg)
     cameras = []
@@ -105,9 +79,9 @@ def keypoint_body_frame(keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Up and facing unit vectors (3,) of a body from its (24, 3) SMPL-order keypoints (see the module docstring).
     Raises ValueError when the keypoints are degenerate."""
     keypoints = np.asarray(keypoints, dtype=np.float64)
-    up = _unit(keypoints[NECK] - keypoints[PELVIS])
+    up = unit(keypoints[NECK] - keypoints[PELVIS])
     left = keypoints[LEFT_HIP] - keypoints[RIGHT_HIP]
-    facing = _orthogonal_part(np.cross(left, up), up)
+    facing = orthogonal_unit(np.cross(left, up), up)
     return up, facing
 
 
@@ -125,7 +99,7 @@ def rh_body_frame(rotation: np.ndarray, convention: str) -> tuple[np.ndarray, np
 
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    return math.degrees(math.acos(float(np.clip(_unit(a) @ _unit(b), -1.0, 1.0))))
+    return math.degrees(math.acos(float(np.clip(unit(a) @ unit(b), -1.0, 1.0))))
 
 
 def body_frame(subject, frame: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,8 +133,8 @@ def describe_body_frame(subject, frame: int) -> tuple[np.ndarray, np.ndarray, di
     except ValueError:
         if rh_frame is None:
             raise
-        up = _unit(rh_frame[0])
-        facing = _orthogonal_part(rh_frame[1], up)
+        up = unit(rh_frame[0])
+        facing = orthogonal_unit(rh_frame[1], up)
         info["source"] = "Rh"
         return up, facing, info
     if rh_frame is not None:

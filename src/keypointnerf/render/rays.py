@@ -1,31 +1,10 @@
-"""Camera rays and their near/far distances inside the person's box. Distances are metres along unit rays."""
+"""Near/far distances of camera rays inside the person's box, and the conservative visual-hull test of rays.
+Distances are metres along unit rays."""
 from __future__ import annotations
 
 import torch
 
-from ..model.keypointnerf import FRUSTUM_MARGIN
-
-BOX_MARGIN = 0.01   # metres added to every side of the person's box
-
-
-def pixel_grid(height: int, width: int, device=None) -> torch.Tensor:
-    """All pixels of an image as (H*W, 2) int64 (u, v), row-major (v slowest)."""
-    v, u = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
-    return torch.stack([u.reshape(-1), v.reshape(-1)], dim=-1)
-
-
-def camera_rays(K: torch.Tensor, Rt: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rays of pixels (P, 2) (u, v) of camera K (3, 3), [R|t] (3, 4) -> origins (P, 3), unit directions (P, 3).
-
-    The ray of pixel (u, v) passes through ``K^-1 [u, v, 1]`` (no half-pixel offset), in world coordinates.
-    """
-    K, Rt = K.float(), Rt.float()
-    R, t = Rt[:, :3], Rt[:, 3]
-    homogeneous = torch.cat([pixels.to(K.dtype), torch.ones_like(pixels[:, :1], dtype=K.dtype)], dim=-1)
-    directions = (homogeneous @ torch.linalg.inv(K).T) @ R
-    directions = directions / directions.norm(dim=-1, keepdim=True)
-    origin = -(R.T @ t)
-    return origin.expand_as(directions), directions
+from ..geometry import BOX_MARGIN
 
 
 def near_far(origins: torch.Tensor, directions: torch.Tensor, bounds: torch.Tensor, Rt: torch.Tensor,
@@ -48,32 +27,6 @@ def near_far(origins: torch.Tensor, directions: torch.Tensor, bounds: torch.Tens
     near = torch.where(hits & (entry * depth_rate >= znear), entry, at_znear)
     far = torch.where(hits & (exit_ * depth_rate <= zfar), exit_, at_zfar)
     return near, far, hits
-
-
-SILHOUETTE_MARGIN_PX = 2.0   # the silhouette rectangles are widened by this: bilinear support + rounding
-
-
-def silhouette_rectangles(masks: torch.Tensor, frustum_margin: float = FRUSTUM_MARGIN,
-                          margin: float = SILHOUETTE_MARGIN_PX) -> torch.Tensor:
-    """(V, 1, H, W) masks -> (V, 4) pixel rectangles ``[u_min, v_min, u_max, v_max]`` around every non-zero mask
-    pixel, widened by ``margin``; a view with an empty mask gets an empty rectangle (min > max).
-
-    Masks are sampled with border padding, so a silhouette that touches the image border reaches on to the
-    frustum's limit (normalised coordinate ``frustum_margin``): that side is widened by the overhang as well.
-    """
-    height, width = masks.shape[-2:]
-    overhang = (frustum_margin - 1.0) * 0.5 * masks.new_tensor([width - 1, height - 1, width - 1, height - 1])
-    rects = []
-    for mask in masks[:, 0].gt(0):
-        rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
-        if len(rows) == 0:
-            rects.append(masks.new_tensor([1.0, 1.0, -1.0, -1.0]))
-            continue
-        rect = torch.stack([cols[0], rows[0], cols[-1], rows[-1]]).to(masks.dtype)
-        at_border = torch.stack([cols[0] == 0, rows[0] == 0, cols[-1] == width - 1, rows[-1] == height - 1])
-        widen = margin + at_border.to(masks.dtype) * overhang
-        rects.append(rect + torch.stack([-widen[0], -widen[1], widen[2], widen[3]]))
-    return torch.stack(rects)
 
 
 def rays_meet_silhouettes(origins: torch.Tensor, directions: torch.Tensor, near: torch.Tensor, far: torch.Tensor,

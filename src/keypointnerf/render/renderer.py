@@ -17,7 +17,7 @@ a few KB per evaluated point instead of about 25 KB (official model, measured), 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -25,9 +25,10 @@ from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
 from ..errors import UserError
-from ..model.keypointnerf import KeypointNeRF, SourceEncoding
+from ..geometry import camera_rays, pixel_grid
+from ..model.keypointnerf import KeypointNeRF, PointDensity, Projection, SourceEncoding, volume_density
 from .composite import composite, compositing_weights
-from .rays import camera_rays, near_far, pixel_grid, rays_meet_silhouettes, silhouette_rectangles
+from .rays import near_far, rays_meet_silhouettes
 from .sampling import coarse_depths, importance_depths
 
 
@@ -74,13 +75,13 @@ class RenderCancelled(Exception):
 
 @dataclass
 class RenderStats:
-    """How much work a render did (for benchmarks): point counts per network."""
+    """How much work a render did (for benchmarks): point counts per network, rays traced and skipped."""
 
     samples: int = 0
     geometry_evaluations: int = 0
     color_evaluations: int = 0
     rays: int = 0
-    extra: dict = field(default_factory=dict)
+    rays_skipped: int = 0   # rays that cannot meet the visual hull, left empty without tracing (culled path)
 
 
 @dataclass
@@ -94,7 +95,7 @@ class RayDraws:
     fine_noise: torch.Tensor | None = None      # (R, fine_samples) standard normal
 
     @classmethod
-    def draw(cls, rays: int, cfg: "RenderConfig", device=None) -> "RayDraws":
+    def draw(cls, rays: int, cfg: "RenderConfig", device) -> "RayDraws":
         coarse, fine, noisy = cfg.coarse_samples, max(cfg.fine_samples, 0), cfg.density_noise_std > 0
         return cls(coarse_jitter=torch.rand(rays, coarse, device=device) if cfg.stratified else None,
                    coarse_noise=torch.randn(rays, coarse, device=device) if noisy else None,
@@ -102,7 +103,8 @@ class RayDraws:
                    fine_noise=torch.randn(rays, fine, device=device) if noisy else None)
 
     def subset(self, index: torch.Tensor) -> "RayDraws":
-        return RayDraws(*(None if t is None else t[index] for t in dataclasses.astuple(self)))
+        return RayDraws(*(None if t is None else t[index]
+                          for t in (getattr(self, f.name) for f in dataclasses.fields(self))))
 
 
 def _in_batches(count: int, size: int):
@@ -110,80 +112,158 @@ def _in_batches(count: int, size: int):
         yield slice(start, min(start + size, count))
 
 
-def _scatter_rows(values: torch.Tensor, index: torch.Tensor, total: int) -> torch.Tensor:
-    """(M, C) rows placed at ``index`` (M,) of a (total, C) zero tensor (differentiable)."""
-    return values.new_zeros((total,) + values.shape[1:]).index_copy(0, index, values)
-
-
-class _Chunk:
-    """The network values of one chunk's samples, kept sparse: only the points that were evaluated."""
+# ----------------------------------------------------------------------------------------------- shared pieces
+class _Networks:
+    """The model's point networks during one render: batched (``cfg.max_points``), counted in ``stats``, and with
+    ``cfg.grad_checkpoint`` their activations recomputed in the backward pass instead of kept."""
 
     def __init__(self, model: KeypointNeRF, enc: SourceEncoding, cfg: RenderConfig, stats: RenderStats):
         self.model, self.enc, self.cfg, self.stats = model, enc, cfg, stats
         # recomputing costs one more forward pass of the networks: only worth it when a backward pass follows
         self.recompute = cfg.grad_checkpoint and torch.is_grad_enabled()
 
-    def _call(self, function, *args):
+    def _run(self, function, *args):
         if self.recompute:
             return checkpoint(function, *args, use_reentrant=False)
         return function(*args)
 
-    def geometry(self, points: torch.Tensor):
-        """points (N, 3) -> raw (N, 2) (zeros outside the hull), valid (N,), fused rows and their point index."""
-        model, enc, cfg = self.model, self.enc, self.cfg
-        proj = model.project(enc, points)
-        valid = proj.valid
-        index = valid.nonzero()[:, 0] if cfg.cull else torch.arange(len(points), device=points.device)
-        raws, fuseds = [], []
-        for part in _in_batches(len(index), cfg.max_points):
-            sub = index[part]
-            raw, fused = self._call(model.geometry, enc, points[sub], model.subset(proj, sub))
-            raws.append(raw)
-            fuseds.append(fused)
-        self.stats.geometry_evaluations += len(index)
-        width = 2 * model.cfg.view_feature_channels
-        raw = torch.cat(raws) if raws else points.new_zeros(0, 2)
-        fused = torch.cat(fuseds) if fuseds else points.new_zeros(0, width)
-        return _scatter_rows(raw, index, len(points)), valid, fused, index, proj
+    def density(self, points: torch.Tensor, hull_only: bool) -> PointDensity:
+        """Density of points (N, 3): the networks inside the visual hull only, or at every point."""
+        result = self.model.density(self.enc, points, self.cfg.max_points, hull_only=hull_only, run=self._run)
+        self.stats.geometry_evaluations += len(result.evaluated)
+        return result
 
-    def color(self, points: torch.Tensor, view_dirs: torch.Tensor, fused: torch.Tensor, proj) -> torch.Tensor:
-        """Colour of points (M, 3) whose fused features (M, C) are known -> (M, 3)."""
-        model, enc = self.model, self.enc
+    def colors(self, points: torch.Tensor, view_dirs: torch.Tensor, fused: torch.Tensor, proj: Projection
+               ) -> torch.Tensor:
+        """Colours (M, 3) of points (M, 3) seen along view_dirs (M, 3), given their fused features (M, C) and
+        projection."""
         out = []
         # split, not sliced: the backward of a slice fills a zero tensor of the whole input, once per batch
         for part, fused_part in zip(_in_batches(len(points), self.cfg.max_points), fused.split(self.cfg.max_points)):
             index = torch.arange(part.start, part.stop, device=points.device)
-            out.append(self._call(model.color, enc, points[part], model.subset(proj, index), fused_part,
-                                  view_dirs[part]))
+            out.append(self._run(self.model.color, self.enc, points[part], self.model.subset(proj, index),
+                                 fused_part, view_dirs[part]))
         self.stats.color_evaluations += len(points)
         return torch.cat(out) if out else points.new_zeros(0, 3)
 
 
-def _density(raw: torch.Tensor, valid: torch.Tensor, cfg: RenderConfig, noise: torch.Tensor | None) -> torch.Tensor:
-    """raw (N, 2), valid (N,), noise (N,) standard normal or None -> density (N,) = valid * relu(raw + noise)."""
-    sigma = raw[..., 1]
-    if noise is not None and cfg.density_noise_std > 0:
-        sigma = sigma + noise.reshape(sigma.shape) * cfg.density_noise_std
-    return valid.to(sigma.dtype) * torch.relu(sigma)
+def _sample_points(origins: torch.Tensor, directions: torch.Tensor, depths: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points at ``depths`` (R, S) along rays (R, 3) -> points (R*S, 3), their rays' directions (R*S, 3)."""
+    points = origins[:, None, :] + directions[:, None, :] * depths[..., None]
+    return points.reshape(-1, 3), directions[:, None, :].expand(points.shape).reshape(-1, 3)
 
 
-def _colors_where_needed(chunk: _Chunk, points, dirs, need, fused, fused_row, proj_all, known=None):
-    """Colours (N, 3) with values only where ``need`` (N,) bool; ``known`` (N, 3) + its mask are reused."""
-    total = len(points)
-    rgb = points.new_zeros(total, 3) if known is None else known[0]
-    todo = need if known is None else need & ~known[1]
+def _density(geometry: PointDensity, cfg: RenderConfig, noise: torch.Tensor | None) -> torch.Tensor:
+    """(N,) density of the render: ``noise`` (standard normal, training only) scaled by cfg.density_noise_std."""
+    scaled = None if noise is None or cfg.density_noise_std <= 0 else noise * cfg.density_noise_std
+    return volume_density(geometry.raw_density, geometry.valid, scaled)
+
+
+def _composited_aux(weights: torch.Tensor, aux: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
+    """(R,) the auxiliary channel ``aux`` (R, S) composited with ``weights`` (R, S), per unit ``opacity`` (R,)."""
+    return (weights * aux).sum(-1) / (opacity + 1e-8)
+
+
+def _outputs(coarse: dict, fine: dict, aux: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"rgb": fine["value"], "opacity": fine["opacity"], "depth": fine["depth"], "rgb_coarse": coarse["value"],
+            "opacity_coarse": coarse["opacity"], "depth_coarse": coarse["depth"], "aux": aux}
+
+
+# ----------------------------------------------------------------------------------------------- the two paths
+def render_rays_reference(model: KeypointNeRF, enc: SourceEncoding, origins: torch.Tensor, directions: torch.Tensor,
+                          near: torch.Tensor, far: torch.Tensor, cfg: RenderConfig, training: bool,
+                          stats: RenderStats, draws: RayDraws) -> dict[str, torch.Tensor]:
+    """The plain path (``cfg.cull`` False), as the official code renders: the networks at every sample of both
+    passes, the fine pass evaluating the merged coarse and fine samples again. Arguments and outputs: see
+    :func:`render_rays`."""
+    nets = _Networks(model, enc, cfg, stats)
+    rays, n_coarse = len(origins), cfg.coarse_samples
+    # ---- coarse pass
+    depths_c = coarse_depths(near, far, n_coarse, stratified=training and cfg.stratified, jitter=draws.coarse_jitter)
+    points_c, dirs_c = _sample_points(origins, directions, depths_c)
+    geometry_c = nets.density(points_c, hull_only=False)
+    weights_c = compositing_weights(depths_c, _density(geometry_c, cfg, draws.coarse_noise).view(rays, n_coarse))
+    rgb_c = nets.colors(points_c, dirs_c, geometry_c.fused, geometry_c.projection)
+    coarse = composite(weights_c, depths_c, rgb_c.view(rays, n_coarse, 3))
+    if cfg.fine_samples <= 0:
+        stats.samples += rays * n_coarse
+        return _outputs(coarse, coarse, _composited_aux(weights_c, geometry_c.aux.view(rays, -1), coarse["opacity"]))
+    # ---- fine pass: importance samples merged with the coarse ones, all evaluated (a sample's density noise is
+    # its own, whichever pass evaluates it)
+    depths_f = importance_depths(depths_c, weights_c, cfg.fine_samples, deterministic=not training, u=draws.fine_u)
+    depths_all, order = torch.sort(torch.cat([depths_c, depths_f], dim=-1), dim=-1)
+    n_all = depths_all.shape[1]
+    points_all, dirs_all = _sample_points(origins, directions, depths_all)
+    geometry_all = nets.density(points_all, hull_only=False)
+    noise_all = None if draws.coarse_noise is None else \
+        torch.cat([draws.coarse_noise, draws.fine_noise], dim=-1).gather(1, order)
+    weights_all = compositing_weights(depths_all, _density(geometry_all, cfg, noise_all).view(rays, n_all))
+    rgb_all = nets.colors(points_all, dirs_all, geometry_all.fused, geometry_all.projection)
+    fine = composite(weights_all, depths_all, rgb_all.view(rays, n_all, 3))
+    stats.samples += rays * (n_coarse + n_all)
+    return _outputs(coarse, fine, _composited_aux(weights_all, geometry_all.aux.view(rays, n_all), fine["opacity"]))
+
+
+def _colors_where(nets: _Networks, points: torch.Tensor, view_dirs: torch.Tensor, geometry: PointDensity,
+                  todo: torch.Tensor, rgb: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, 3): ``rgb`` (zeros when None) with the colours of the points ``todo`` (N,) bool filled in; those
+    points must lie inside the visual hull (evaluated by ``nets.density``), as every point of non-zero weight does."""
     index = todo.nonzero()[:, 0]
+    rgb = points.new_zeros(len(points), 3) if rgb is None else rgb
     if len(index):
-        sub = chunk.model.subset(proj_all, index)
-        values = chunk.color(points[index], dirs[index], fused[fused_row[index]], sub)
-        rgb = rgb.index_copy(0, index, values) if known is not None else _scatter_rows(values, index, total)
+        fused = geometry.fused[torch.searchsorted(geometry.evaluated, index)]
+        values = nets.colors(points[index], view_dirs[index], fused, nets.model.subset(geometry.projection, index))
+        rgb = rgb.index_copy(0, index, values)
     return rgb
+
+
+def render_rays_culled(model: KeypointNeRF, enc: SourceEncoding, origins: torch.Tensor, directions: torch.Tensor,
+                       near: torch.Tensor, far: torch.Tensor, cfg: RenderConfig, training: bool,
+                       stats: RenderStats, draws: RayDraws) -> dict[str, torch.Tensor]:
+    """The fast path (``cfg.cull`` True), the same pictures as :func:`render_rays_reference`: the geometry network
+    only at samples inside the visual hull (every other sample has density 0), the colour head only at samples of
+    non-zero compositing weight, and the fine pass evaluating only its new samples (the coarse ones keep their
+    values; the merged samples are composited in depth order). Arguments and outputs: see :func:`render_rays`."""
+    nets = _Networks(model, enc, cfg, stats)
+    rays, n_coarse = len(origins), cfg.coarse_samples
+    # ---- coarse pass
+    depths_c = coarse_depths(near, far, n_coarse, stratified=training and cfg.stratified, jitter=draws.coarse_jitter)
+    points_c, dirs_c = _sample_points(origins, directions, depths_c)
+    geometry_c = nets.density(points_c, hull_only=True)
+    density_c = _density(geometry_c, cfg, draws.coarse_noise).view(rays, n_coarse)
+    weights_c = compositing_weights(depths_c, density_c)
+    colored_c = (weights_c > 0).reshape(-1)
+    rgb_c = _colors_where(nets, points_c, dirs_c, geometry_c, colored_c)
+    coarse = composite(weights_c, depths_c, rgb_c.view(rays, n_coarse, 3))
+    if cfg.fine_samples <= 0:
+        stats.samples += rays * n_coarse
+        return _outputs(coarse, coarse, _composited_aux(weights_c, geometry_c.aux.view(rays, -1), coarse["opacity"]))
+    # ---- fine pass: only the importance samples are new
+    depths_f = importance_depths(depths_c, weights_c, cfg.fine_samples, deterministic=not training, u=draws.fine_u)
+    points_f, dirs_f = _sample_points(origins, directions, depths_f)
+    geometry_f = nets.density(points_f, hull_only=True)
+    density_f = _density(geometry_f, cfg, draws.fine_noise).view(rays, -1)
+    # the merged samples (coarse then fine, in this order) composited in depth order
+    depths = torch.cat([depths_c, depths_f], dim=-1)
+    sorted_depths, order = torch.sort(depths, dim=-1)
+    sorted_weights = compositing_weights(sorted_depths, torch.cat([density_c, density_f], dim=-1).gather(1, order))
+    weights = torch.zeros_like(sorted_weights).scatter(1, order, sorted_weights)
+    needed = weights > 0
+    rgb_c = _colors_where(nets, points_c, dirs_c, geometry_c, needed[:, :n_coarse].reshape(-1) & ~colored_c, rgb_c)
+    rgb_f = _colors_where(nets, points_f, dirs_f, geometry_f, needed[:, n_coarse:].reshape(-1))
+    rgb = torch.cat([rgb_c.view(rays, n_coarse, 3), rgb_f.view(rays, -1, 3)], dim=1)
+    fine = composite(weights, depths, rgb)
+    aux = torch.cat([geometry_c.aux.view(rays, -1), geometry_f.aux.view(rays, -1)], dim=-1)
+    stats.samples += rays * (n_coarse + depths.shape[1])
+    return _outputs(coarse, fine, _composited_aux(weights, aux, fine["opacity"]))
 
 
 def render_rays(model: KeypointNeRF, enc: SourceEncoding, origins: torch.Tensor, directions: torch.Tensor,
                 near: torch.Tensor, far: torch.Tensor, cfg: RenderConfig | None = None, training: bool = False,
                 stats: RenderStats | None = None, draws: RayDraws | None = None) -> dict[str, torch.Tensor]:
-    """Render R rays (origins, unit directions (R, 3); near, far (R,) metres) in one go (no chunking).
+    """Render R rays (origins, unit directions (R, 3); near, far (R,) metres) in one go (no chunking), by the
+    culled or the reference path (``cfg.cull``).
 
     -> ``rgb`` (R, 3), ``opacity`` (R,), ``depth`` (R,) of the fine pass, the same with suffix ``_coarse``, and
     ``aux`` (R,): the composited auxiliary channel of the fine pass. ``draws``: the rays' random numbers when
@@ -191,82 +271,13 @@ def render_rays(model: KeypointNeRF, enc: SourceEncoding, origins: torch.Tensor,
     """
     cfg = cfg or RenderConfig()
     stats = stats if stats is not None else RenderStats()
-    if training and draws is None:
-        draws = RayDraws.draw(len(origins), cfg, origins.device)
     if not training:
         draws = RayDraws()
-    chunk = _Chunk(model, enc, cfg, stats)
-    rays, n_coarse = len(origins), cfg.coarse_samples
-    stats.rays += rays
-
-    def points_at(depths):
-        points = origins[:, None, :] + directions[:, None, :] * depths[..., None]
-        return points.reshape(-1, 3), directions[:, None, :].expand(points.shape).reshape(-1, 3)
-
-    # ---- coarse pass
-    depths_c = coarse_depths(near, far, n_coarse, stratified=training and cfg.stratified, jitter=draws.coarse_jitter)
-    points_c, dirs_c = points_at(depths_c)
-    raw_c, valid_c, fused_c, index_c, proj_c = chunk.geometry(points_c)
-    density_c = _density(raw_c, valid_c, cfg, draws.coarse_noise).view(rays, n_coarse)
-    weights_c = compositing_weights(depths_c, density_c)
-    row_c = torch.full((len(points_c),), -1, dtype=torch.long, device=points_c.device)
-    row_c[index_c] = torch.arange(len(index_c), device=points_c.device)
-    need_c = (weights_c > 0).reshape(-1) if cfg.cull else torch.ones_like(valid_c)
-    rgb_c = _colors_where_needed(chunk, points_c, dirs_c, need_c, fused_c, row_c, proj_c)
-    coarse = composite(weights_c, depths_c, rgb_c.view(rays, n_coarse, 3))
-    out = {"rgb_coarse": coarse["value"], "opacity_coarse": coarse["opacity"], "depth_coarse": coarse["depth"]}
-    if cfg.fine_samples <= 0:
-        out.update(rgb=out["rgb_coarse"], opacity=out["opacity_coarse"], depth=out["depth_coarse"],
-                   aux=(weights_c * raw_c[:, 0].view(rays, -1)).sum(-1) / (coarse["opacity"] + 1e-8))
-        return out
-
-    # ---- fine pass: importance samples merged with the coarse ones
-    depths_f = importance_depths(depths_c, weights_c, cfg.fine_samples, deterministic=not training, u=draws.fine_u)
-    depths_all, order = torch.sort(torch.cat([depths_c, depths_f], dim=-1), dim=-1)
-    n_all = depths_all.shape[1]
-    if cfg.cull:
-        # evaluate only the new samples; the coarse ones keep their values
-        points_f, dirs_f = points_at(depths_f)
-        raw_f, valid_f, fused_f, index_f, proj_f = chunk.geometry(points_f)
-        density_f = _density(raw_f, valid_f, cfg, draws.fine_noise).view(rays, -1)
-        density_cat = torch.cat([density_c, density_f], dim=-1)
-        weights_sorted = compositing_weights(depths_all, density_cat.gather(1, order))
-        weights_cat = torch.zeros_like(weights_sorted).scatter(1, order, weights_sorted)
-        need = weights_cat > 0
-        # coarse samples newly needing colour
-        rgb_c2 = _colors_where_needed(chunk, points_c, dirs_c, need[:, :n_coarse].reshape(-1), fused_c, row_c,
-                                      proj_c, known=(rgb_c, need_c))
-        row_f = torch.full((len(points_f),), -1, dtype=torch.long, device=points_f.device)
-        row_f[index_f] = torch.arange(len(index_f), device=points_f.device)
-        rgb_f = _colors_where_needed(chunk, points_f, dirs_f, need[:, n_coarse:].reshape(-1), fused_f, row_f, proj_f)
-        rgb_cat = torch.cat([rgb_c2.view(rays, n_coarse, 3), rgb_f.view(rays, -1, 3)], dim=1)
-        aux_cat = torch.cat([raw_c[:, 0].view(rays, -1), raw_f[:, 0].view(rays, -1)], dim=-1)
-        fine = composite(weights_cat, torch.cat([depths_c, depths_f], dim=-1), rgb_cat)
-        aux = (weights_cat * aux_cat).sum(-1)
-    else:
-        # the plain path: every merged sample evaluated again, colour everywhere (a sample's density noise is
-        # its own, whichever pass evaluates it)
-        points_all, dirs_all = points_at(depths_all)
-        raw_all, valid_all, fused_all, index_all, proj_all = chunk.geometry(points_all)
-        noise_all = None if draws.coarse_noise is None else \
-            torch.cat([draws.coarse_noise, draws.fine_noise], dim=-1).gather(1, order)
-        density_all = _density(raw_all, valid_all, cfg, noise_all).view(rays, n_all)
-        weights_all = compositing_weights(depths_all, density_all)
-        rgb_all = chunk.color(points_all, dirs_all, fused_all, proj_all)
-        fine = composite(weights_all, depths_all, rgb_all.view(rays, n_all, 3))
-        aux = (weights_all * raw_all[:, 0].view(rays, n_all)).sum(-1)
-    stats.samples += rays * (n_coarse + n_all)
-    out.update(rgb=fine["value"], opacity=fine["opacity"], depth=fine["depth"], aux=aux / (fine["opacity"] + 1e-8))
-    return out
-
-
-def source_rectangles(enc: SourceEncoding) -> torch.Tensor:
-    """(V, 4) pixel rectangles around the source silhouettes in the views as given (not their padding),
-    computed once per encoding (a scan of every mask) and kept in ``enc.silhouette_rects``."""
-    if enc.silhouette_rects is None:
-        height, width = enc.image_size
-        enc.silhouette_rects = silhouette_rectangles(enc.masks[..., :height, :width])
-    return enc.silhouette_rects
+    elif draws is None:
+        draws = RayDraws.draw(len(origins), cfg, origins.device)
+    stats.rays += len(origins)
+    path = render_rays_culled if cfg.cull else render_rays_reference
+    return path(model, enc, origins, directions, near, far, cfg, training, stats, draws)
 
 
 def render_pixels(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt: torch.Tensor, pixels: torch.Tensor,
@@ -288,9 +299,9 @@ def render_pixels(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt:
     keep = hits if cfg.box_rays_only else torch.ones_like(hits)
     if cfg.cull:
         # rays that cannot meet the visual hull stay empty, as evaluating them would leave them
-        meets = rays_meet_silhouettes(origins, directions, near, far, enc.P, enc.Rt, source_rectangles(enc),
+        meets = rays_meet_silhouettes(origins, directions, near, far, enc.P, enc.Rt, enc.silhouette_rects,
                                       model.cfg.znear)
-        stats.extra["rays_skipped"] = stats.extra.get("rays_skipped", 0) + int((keep & ~meets).sum())
+        stats.rays_skipped += int((keep & ~meets).sum())
         keep = keep & meets
     traced = keep.nonzero()[:, 0]
     # every pixel draws its numbers, traced or not: the paths and chunkings then give every ray the same ones
@@ -309,7 +320,7 @@ def render_pixels(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt:
     for key in ("rgb", "opacity", "depth", "rgb_coarse", "opacity_coarse", "depth_coarse", "aux"):
         shape = (len(pixels), 3) if key.startswith("rgb") else (len(pixels),)
         values = torch.cat(outputs[key]) if key in outputs else origins.new_zeros((0,) + shape[1:])
-        full[key] = _scatter_rows(values, traced, len(pixels)) if len(traced) < len(pixels) else values
+        full[key] = values.new_zeros(shape).index_copy(0, traced, values) if len(traced) < len(pixels) else values
     full["hits_box"] = hits
     return full
 
@@ -318,10 +329,10 @@ def render_pixels(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt:
 _PER_OPACITY = {"depth": "opacity", "aux": "opacity", "depth_coarse": "opacity_coarse"}
 
 
-def subpixel_offsets(n: int) -> torch.Tensor:
+def subpixel_offsets(n: int, device=None) -> torch.Tensor:
     """(n*n, 2) (du, dv) offsets in pixels of an n x n grid of rays centred on the pixel's ray: the centres of
     n x n equal cells of the pixel's footprint [-0.5, 0.5]^2 (n = 2: +-0.25; n = 3: -1/3, 0, 1/3)."""
-    steps = (torch.arange(n, dtype=torch.float32) + 0.5) / n - 0.5
+    steps = (torch.arange(n, dtype=torch.float32, device=device) + 0.5) / n - 0.5
     dv, du = torch.meshgrid(steps, steps, indexing="ij")
     return torch.stack([du.reshape(-1), dv.reshape(-1)], dim=-1)
 
@@ -351,7 +362,7 @@ def render_image(model: KeypointNeRF, enc: SourceEncoding, K: torch.Tensor, Rt: 
                                  should_stop=should_stop)
     else:
         sums: dict[str, torch.Tensor] = {}
-        for offset in subpixel_offsets(samples).to(pixels.device):
+        for offset in subpixel_offsets(samples, pixels.device):
             with torch.inference_mode():
                 part = render_pixels(model, enc, K, Rt, pixels + offset, bounds, cfg, stats=stats,
                                      progress=progress, should_stop=should_stop)

@@ -9,35 +9,21 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import cv2
+import imageio.v2 as imageio
 import numpy as np
+from PIL import Image
 
 from ..errors import UserError
 from ..fileio import atomic_path, atomic_writer, temporary_sibling
+from ..imaging import to_uint8
 
 #: imageio's ffmpeg quality scale (0-10, 10 = best); 8 keeps renders sharp at a modest size
 DEFAULT_QUALITY = 8
 
 
-def to_uint8(image) -> np.ndarray:
-    """(H, W[, C]) float in [0, 1] (clipped) or uint8 -> uint8 ``round(clip(x, 0, 1) * 255)``; torch tensors
-    (C, H, W) are accepted too. The one 8-bit conversion of the package: PNGs, videos, mesh colours and the
-    metrics' quantisation all use it, so a written image is exactly what was scored."""
-    if hasattr(image, "detach"):   # a torch tensor, channels first
-        image = image.detach().cpu().float().numpy()
-        if image.ndim == 3:
-            image = image.transpose(1, 2, 0)
-            if image.shape[2] == 1:
-                image = image[..., 0]
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        return image
-    return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
 def write_png(path: str | Path, image) -> Path:
     """Write an image (see :func:`to_uint8`) as PNG atomically (temporary file + rename); creates the folder."""
-    from PIL import Image
-
     path = Path(path)
     with atomic_writer(path) as handle:
         Image.fromarray(to_uint8(image)).save(handle, format="PNG")
@@ -74,8 +60,6 @@ class VideoWriter:
         self._temporary = temporary_sibling(self.path)
 
     def _open(self) -> None:
-        import imageio.v2 as imageio
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # macro_block_size=1: imageio would otherwise resize frames to multiples of 16
@@ -146,8 +130,6 @@ def source_strip(images: Sequence, height: int | None = None, gap: int = 4) -> n
     interpolation) to ``height`` rows (default: the first image's height) keeping its aspect ratio; ``gap``
     black columns separate them.
     """
-    import cv2
-
     if not len(images):
         raise ValueError("no images for the strip")
     tiles = [to_uint8(image) for image in images]
@@ -175,8 +157,6 @@ def depth_to_color(depth, opacity, near: float, far: float, min_opacity: float =
     linearly from ``near`` (red) to ``far`` (blue) with OpenCV's TURBO colour map; pixels with opacity below
     ``min_opacity`` (empty space, whose expected depth means nothing) are black.
     """
-    import cv2
-
     depth = np.asarray(depth.detach().cpu() if hasattr(depth, "detach") else depth, dtype=np.float64)
     opacity = np.asarray(opacity.detach().cpu() if hasattr(opacity, "detach") else opacity, np.float64)
     depth = depth[0] if depth.ndim == 3 else depth            # (1, H, W) renderer layout -> (H, W)
@@ -186,3 +166,41 @@ def depth_to_color(depth, opacity, near: float, far: float, min_opacity: float =
     colours = np.ascontiguousarray(colours)
     colours[opacity < min_opacity] = 0
     return colours
+
+
+def depth_range(Rt: np.ndarray, bounds: np.ndarray) -> tuple[float, float]:
+    """Near/far (metres along the ray) for colour-mapping depth: the person's box seen from this camera, so all
+    views of one run share the scale (no flicker in an orbit)."""
+    R, t = Rt[:, :3], Rt[:, 3]
+    centre_cam = -R.T @ t
+    box_centre = bounds.mean(axis=0)
+    half_diagonal = float(np.linalg.norm(bounds[1] - bounds[0]) / 2)
+    distance = float(np.linalg.norm(box_centre - centre_cam))
+    return max(distance - half_diagonal, 0.0), distance + half_diagonal
+
+
+def view_pictures(result: dict, Rt: np.ndarray, bounds: np.ndarray, depth: bool = False,
+                  opacity: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+    """The pictures of one rendered camera (``render_image``'s ``result``; world-to-camera ``Rt`` (3, 4); the
+    person's box ``bounds`` (2, 3)) -> ({"rgb": (H, W, 3) float in [0, 1], "depth": (H, W, 3) uint8 colours
+    (see ``--depth``), "opacity": (H, W) float}, extra render.json fields (``depth_range_m``)); depth and
+    opacity only when asked."""
+    pictures = {"rgb": result["rgb"].float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()}
+    fields = {}
+    if depth:
+        near, far = depth_range(Rt, bounds)
+        pictures["depth"] = depth_to_color(result["depth"].cpu(), result["opacity"].cpu(), near, far)
+        fields["depth_range_m"] = [round(near, 6), round(far, 6)]
+    if opacity:
+        pictures["opacity"] = result["opacity"][0].float().cpu().clamp(0, 1).numpy()
+    return pictures, fields
+
+
+def write_view(out: Path, stem: str, result: dict, Rt: np.ndarray, bounds: np.ndarray, depth: bool = False,
+               opacity: bool = False) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """Write :func:`view_pictures` as ``out/<stem>.png``, ``<stem>_depth.png``, ``<stem>_opacity.png`` ->
+    (pictures, files {"rgb"|"depth"|"opacity": path relative to ``out``}, extra render.json fields)."""
+    pictures, fields = view_pictures(result, Rt, bounds, depth, opacity)
+    files = {kind: write_png(out / f"{stem}{'' if kind == 'rgb' else '_' + kind}.png", picture)
+             .relative_to(out).as_posix() for kind, picture in pictures.items()}
+    return pictures, files, fields

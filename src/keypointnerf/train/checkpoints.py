@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback
 
 from ..errors import UserError
 from ..fileio import atomic_torch_save
+from ..model.checkpoint import safe_torch_load
 
 LAST = "last.ckpt"
 _STEP_FILE = re.compile(r"step(\d+)\.ckpt")
@@ -58,8 +59,6 @@ class SaveOnInterrupt(Callback):
 def read_training_checkpoint(path: Path) -> dict:
     """A Lightning checkpoint of a run (loaded without running code) -> its dict; UserError when the file is
     unreadable or holds no training state (step, optimiser)."""
-    from ..model.checkpoint import safe_torch_load
-
     ckpt = safe_torch_load(path)
     if not isinstance(ckpt, dict) or not {"state_dict", "global_step", "optimizer_states"} <= set(ckpt):
         raise UserError(f"{path}: not a training checkpoint (no step and optimiser state to resume from)")

@@ -13,14 +13,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import os
 import shutil
 import signal
 import sys
 from pathlib import Path
 
-from ..configio import apply_overrides, load_yaml, save_yaml
+import torch
+
+from ..configio import apply_overrides, load_yaml, save_yaml, to_dict
+from ..data.protocol import TrainDataset
+from ..device import add_device_argument, resolve_device
 from ..errors import UserError
 from ..fileio import atomic_torch_save, atomic_write_bytes, check_writable
+from ..memory import check_fits
+from ..model.checkpoint import load_model, model_bytes, save_model
+from ..options import check_cameras_see_person
+from .config import TrainConfig, train_preset
+from .losses import load_vgg19_weights
+
+# Lightning, and this package's modules built on it (``checkpoints``, ``module``), are imported by the functions
+# that need them: importing Lightning takes longer than all the rest of the command line, and every other verb
+# would wait for it.
 
 RUN_FILES = ("config.yaml", "checkpoints", "logs", "model.ckpt", "vgg19.pth")
 # keys a resumed run may change: a later phase's losses, schedule and training sampling, and the renderer's
@@ -31,7 +46,6 @@ RESUMABLE_PREFIXES = ("optim.", "loss.", "checkpoint_every_steps", "val_every_st
 
 
 def register(subparsers) -> None:
-    from ..device import add_device_argument
     parser = subparsers.add_parser(
         "train", help="train a KeypointNeRF (Lightning; one CPU or many GPUs) into a run folder",
         description="Train KeypointNeRF on ZJU-MoCap or any data set in its layout (e.g. from 'keypointnerf synth'). "
@@ -72,7 +86,6 @@ def register(subparsers) -> None:
 def _is_launcher() -> bool:
     """True only in the process that prepares the run folder: False in the processes DDP's launcher starts
     (they re-run this command) and on every node but the first."""
-    import os
     from lightning.fabric.utilities.rank_zero import _get_rank
     node = int(os.environ.get("NODE_RANK") or os.environ.get("GROUP_RANK") or 0)
     return (_get_rank() or 0) == 0 and node == 0
@@ -81,8 +94,6 @@ def _is_launcher() -> bool:
 def _prepare_config(args, out: Path, init_model=None):
     """The run's TrainConfig: its config.yaml with the allowed overrides (--resume), else the preset with the
     overrides, the data path and the architecture of the --init model."""
-    from .config import TrainConfig, train_preset
-
     if args.resume:
         if args.force or args.init:
             raise UserError("--resume continues a run as it was: it takes neither --force nor --init")
@@ -98,7 +109,6 @@ def _prepare_config(args, out: Path, init_model=None):
         cfg = apply_overrides(cfg, overrides)
         if args.vgg_weights:
             cfg.loss.vgg_weights = str(Path(args.vgg_weights).resolve())
-        from ..model.checkpoint import load_model
         from .checkpoints import find_resume_checkpoint
         args.resume_from = find_resume_checkpoint(out / "checkpoints")
         saved, _, _ = load_model(args.resume_from)   # refuses a checkpoint of another model config
@@ -143,13 +153,11 @@ def _check_data(cfg) -> None:
     root = Path(cfg.data.root)
     if not root.exists():
         raise UserError(f"--data {root}: no such folder")
-    from ..data.protocol import TrainDataset
     data = cfg.data
     dataset = TrainDataset(root, data.protocol, downsample=data.downsample, patch_size=data.patch_size,
                            num_sources=data.num_sources, source_layout=data.source_layout, cache_mb=16)
     if len(dataset) == 0:
         raise UserError(f"--data {root}: no training frames")
-    from ..data.validate import check_cameras_see_person
     for name, subject in dataset.subjects.items():
         if data.patch_size > min(subject.image_size):
             raise UserError(f"data.patch_size={data.patch_size}: larger than the {subject.image_size[1]}x"
@@ -161,7 +169,6 @@ def _check_data(cfg) -> None:
 
 def _check_optimisation(cfg) -> None:
     """Refuse data, loss and schedule settings that could only fail later (or silently train nothing)."""
-    import math
     optim, loss, data = cfg.optim, cfg.loss, cfg.data
     for name, value, least in (("data.patch_size", data.patch_size, 1), ("data.num_sources", data.num_sources, 1),
                                ("data.loader_workers", data.loader_workers, 0), ("optim.epochs", optim.epochs, 1),
@@ -198,7 +205,6 @@ def _vgg_state(cfg, init_vgg: dict | None):
     """VGG19 tensors for the perceptual loss (the configured file, else those of the --init checkpoint), or
     None (said once)."""
     from lightning.pytorch.utilities import rank_zero_warn
-    from .losses import load_vgg19_weights
     if cfg.loss.perceptual <= 0:
         return None
     if cfg.loss.vgg_weights:
@@ -212,7 +218,6 @@ def _vgg_state(cfg, init_vgg: dict | None):
 
 
 def run(args) -> int:
-    import torch
     out = Path(args.out)
     for option, value in (("--threads", args.threads), ("--devices", args.devices), ("--num-nodes", args.num_nodes)):
         if value is not None and value < 1:
@@ -228,19 +233,15 @@ def run(args) -> int:
             raise UserError(f"{out}: holds a run already; pass --resume to continue it or --force to start over")
     init_model = init_vgg = None
     if args.init and not args.resume:
-        from ..model.checkpoint import load_model
         init_model, init_vgg, _ = load_model(args.init)
     cfg = _prepare_config(args, out, init_model)
     _check_optimisation(cfg)
-    from ..model.checkpoint import model_bytes
-    from ..memory import check_fits
     # the weights, their gradients and Adam's two moments
     check_fits(4 * model_bytes(cfg.model), "training this model (weights, gradients and optimiser state)")
     if launcher:
         check_writable(out)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from ..device import resolve_device
     device = resolve_device(args.device)
     if launcher:
         _check_data(cfg)
@@ -281,8 +282,6 @@ def _fit(cfg, args, out: Path, device, vgg, init_model) -> int:
     from lightning.pytorch.loggers import TensorBoardLogger
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from ..configio import to_dict
-    from ..model.checkpoint import save_model
     from .checkpoints import LAST, AtomicCheckpointIO, SaveOnInterrupt
     from .module import KeypointNeRFTraining, TrainData, seed_everything
 

@@ -6,7 +6,6 @@ encoders and MLPs (a ~5 MB model), fewer samples per ray and smaller patches, sa
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -103,7 +102,3 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
 
 def config_to_dict(cfg: TrainConfig) -> dict:
     return to_dict(cfg)
-
-
-def replace_model(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
-    return dataclasses.replace(cfg, model=model_cfg)

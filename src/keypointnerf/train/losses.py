@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics.functional.image import structural_similarity_index_measure
 
 from ..errors import UserError
 
@@ -88,7 +89,6 @@ def load_vgg19_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 def dssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``1 - SSIM`` of two (B, 3, H, W) images in [0, 1] with the evaluation's 7x7 uniform window (H, W >= 7)."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
     return 1.0 - structural_similarity_index_measure(prediction, target.detach(), gaussian_kernel=False,
                                                      kernel_size=7, data_range=1.0)
 

@@ -8,6 +8,7 @@ output and is counted once (``l1_fine`` and one BCE).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -17,28 +18,29 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
-from ..data.protocol import ENCODE_KEYS, TestDataset, TrainDataset
+from ..data.protocol import TestDataset, TrainDataset
+from ..data.sample import Sample
 from ..errors import UserError
+from ..imaging import psnr
 from ..model.keypointnerf import KeypointNeRF
 from ..render.renderer import RenderConfig, render_image, render_pixels
 from .config import TrainConfig, config_from_dict, config_to_dict
 from .losses import VGGPerceptualLoss, dssim, silhouette_bce
 
 
-def first_item(batch: list[dict]) -> dict:
-    """Collate for batch size 1: the sample itself, no batch dimension (see ``keypointnerf.data.sample``)."""
+def first_item(batch: list[Sample]) -> Sample:
+    """Collate for batch size 1: the sample itself, no batch dimension."""
     return batch[0]
 
 
-def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    mse = float(F.mse_loss(prediction.clamp(0, 1), target))
-    return 10 * math.log10(1.0 / max(mse, 1e-10))
+def _psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    return psnr(prediction.detach().clamp(0, 1).cpu().numpy(), target.detach().cpu().numpy())
 
 
 def drop_views(num_views: int, generator: torch.Generator) -> list[int]:
     """Training-time view dropout: one random view is kept, each other one survives with probability 0.5."""
-    keep = int(torch.randint(num_views, (1,), generator=generator))
-    survive = torch.rand(num_views, generator=generator) >= 0.5
+    keep = int(torch.randint(num_views, (1,), generator=generator, device=generator.device))
+    survive = torch.rand(num_views, generator=generator, device=generator.device) >= 0.5
     return [v for v in range(num_views) if v == keep or bool(survive[v])]
 
 
@@ -66,28 +68,29 @@ class KeypointNeRFTraining(L.LightningModule):
         self.eval_render_cfg = RenderConfig.for_checkpoint({"render": config_to_dict(self.cfg.render)})
         self._dropout_rng = torch.Generator().manual_seed(self.cfg.seed)
         self._jitter_rng = torch.Generator().manual_seed(self.cfg.seed + 1)
-        self._val_sample: dict | None = None
+        self._val_sample: Sample | None = None
         self._val_held_out = True
 
     # ------------------------------------------------------------------------------------------- optimisation
     def configure_optimizers(self):
         return torch.optim.Adam(self.model.parameters(), lr=self.cfg.optim.lr)
 
-    def _losses(self, sample: dict) -> dict[str, torch.Tensor]:
+    def _losses(self, sample: Sample) -> dict[str, torch.Tensor]:
+        source_views = sample.views
         jitter = self.cfg.data.keypoint_jitter_cm
-        if jitter > 0:
-            sample = {**sample, "keypoints": jitter_keypoints(sample["keypoints"], jitter, self._jitter_rng)}
-        enc = self.model.encode(*(sample[k] for k in ENCODE_KEYS))
-        views = enc.num_views
+        if jitter > 0:   # the model's keypoints only: sample.bounds (the rays' box) stays the true one
+            source_views = dataclasses.replace(
+                source_views, keypoints=jitter_keypoints(source_views.keypoints, jitter, self._jitter_rng))
+        views, view_mask = source_views.num_views, None
         if self.cfg.data.view_dropout and views > 1:
             # as the official model: every view still bounds the visual hull, dropped ones add no feature/colour
-            mask = torch.zeros(views, device=self.device)
-            mask[drop_views(views, self._dropout_rng)] = 1
-            enc.view_mask = mask
-        pixels = sample["pixels"]
-        out = render_pixels(self.model, enc, sample["tgt_K"], sample["tgt_Rt"], pixels, sample["bounds"],
-                            self.render_cfg, training=True)
-        target = sample["tgt_image"][:, pixels[:, 1], pixels[:, 0]].T          # (P, 3)
+            view_mask = torch.zeros(views, device=self.device)
+            view_mask[drop_views(views, self._dropout_rng)] = 1
+        enc = self.model.encode(source_views, view_mask=view_mask)
+        pixels = sample.pixels
+        out = render_pixels(self.model, enc, sample.tgt_K, sample.tgt_Rt, pixels, sample.bounds, self.render_cfg,
+                            training=True)
+        target = sample.tgt_image[:, pixels[:, 1], pixels[:, 0]].T          # (P, 3)
         # without fine samples the coarse pass is the output: it is counted once, with the output's weights
         two_passes = self.render_cfg.fine_samples > 0
         losses = {"l1_fine": F.l1_loss(out["rgb"], target)}
@@ -96,7 +99,7 @@ class KeypointNeRFTraining(L.LightningModule):
             losses["l1_coarse"] = F.l1_loss(out["rgb_coarse"], target)
             total = total + self.cfg.loss.l1_coarse * losses["l1_coarse"]
         if self.cfg.loss.mask > 0:
-            mask = sample["tgt_mask"][0, pixels[:, 1], pixels[:, 0]]                 # (P,)
+            mask = sample.tgt_mask[0, pixels[:, 1], pixels[:, 0]]                 # (P,)
             losses["mask"] = silhouette_bce(out["opacity"], mask)
             if two_passes:
                 losses["mask"] = losses["mask"] + silhouette_bce(out["opacity_coarse"], mask)
@@ -112,7 +115,7 @@ class KeypointNeRFTraining(L.LightningModule):
                 total = total + self.cfg.loss.ssim * losses["dssim"]
         losses["loss"] = total
         with torch.no_grad():
-            losses["psnr"] = torch.tensor(psnr(out["rgb"].detach(), target))
+            losses["psnr"] = torch.tensor(_psnr(out["rgb"], target), device=self.device)
         return losses
 
     def on_train_start(self) -> None:
@@ -130,7 +133,7 @@ class KeypointNeRFTraining(L.LightningModule):
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
-    def training_step(self, sample: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, sample: Sample, batch_idx: int) -> torch.Tensor:
         losses = self._losses(sample)
         if not torch.isfinite(losses["loss"]):
             raise UserError(f"step {self.global_step}: the loss is {float(losses['loss'])} (training diverged); "
@@ -165,28 +168,28 @@ class KeypointNeRFTraining(L.LightningModule):
                 return
             middle = len(dataset) // 2
             self._val_sample = dataset[middle]
-            subject = dataset.items[middle][0]
+            subject = dataset.items[middle][0]       # the protocol's name (info.subject is the folder's)
             self._val_held_out = subject not in dataset.protocol.train     # protocol 'all' trains on every subject
             if not self._val_held_out:
                 rank_zero_info(f"protocol {dataset.protocol.name}: the validation view's subject {subject} is "
                                f"also trained on, so val/psnr is not a held-out score")
-        sample = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in self._val_sample.items()}
+        sample = self._val_sample.to(self.device)
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
-            enc = self.model.encode(*(sample[k] for k in ENCODE_KEYS))
-            height, width = sample["tgt_image"].shape[-2:]
-            out = render_image(self.model, enc, sample["tgt_K"], sample["tgt_Rt"], height, width, sample["bounds"],
+            enc = self.model.encode(sample.views)
+            height, width = sample.tgt_image.shape[-2:]
+            out = render_image(self.model, enc, sample.tgt_K, sample.tgt_Rt, height, width, sample.bounds,
                                self.eval_render_cfg)
         self.model.train(was_training)
-        value = psnr(out["rgb"], sample["tgt_image"])
+        value = _psnr(out["rgb"], sample.tgt_image)
         if self.logger is not None:
             # straight to the logger: self.log() from a batch hook would repeat the value at every logging step
             self.logger.log_metrics({"val/psnr": value}, step=self.global_step)
             experiment = getattr(self.logger, "experiment", None)
             if hasattr(experiment, "add_image"):
                 experiment.add_image("val/prediction_target",
-                                     torch.cat([out["rgb"].clamp(0, 1), sample["tgt_image"]], dim=-1), self.global_step)
+                                     torch.cat([out["rgb"].clamp(0, 1), sample.tgt_image], dim=-1), self.global_step)
         kind = "held-out" if self._val_held_out else "validation (trained-on subject)"
         rank_zero_info(f"step {self.global_step}: {kind} view PSNR {value:.2f} dB")
 

@@ -11,13 +11,19 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+import traceback
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..imaging import to_uint8
+from ..options import parse_cameras
+from ..render import commands as render_commands
+from ..render.orbit import describe_body_frame, orbit_cameras
 from .progressive import ProgressiveRenderer
 from .session import (DISPLAYS, SMPL_PARENTS, ViewCamera, ViewSession, camera_from_pose, camera_pose,
                       next_free_stem, vertical_fov)
@@ -60,8 +66,6 @@ class Rendered:
 
 def run_render_verb(argv: list[str]) -> int:
     """Run ``keypointnerf render`` with ``argv`` (without the program name) in this process."""
-    from ..render import commands as render_commands
-
     parser = argparse.ArgumentParser(prog="keypointnerf")
     render_commands.register(parser.add_subparsers(dest="verb"))
     return int(render_commands.run(parser.parse_args(argv)) or 0)
@@ -76,10 +80,6 @@ def box_edges(bounds: np.ndarray) -> np.ndarray:
 
 def thumbnail(image: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
     """(H, W, 3) float in [0, 1] -> uint8 resized (area) so its longer side is at most ``side``."""
-    import cv2
-
-    from ..render.video import to_uint8
-
     image = to_uint8(image)
     scale = side / max(image.shape[:2])
     if scale < 1:
@@ -192,8 +192,6 @@ class ViewerApp:
 
         # the browser orbits around the body's up axis; new pages start in front of the body at the cameras'
         # distance, above the camera ring (the frustums stay out of the way)
-        from ..render.orbit import describe_body_frame, orbit_cameras
-
         up, facing, _ = describe_body_frame(session.subject, session.frame)
         scene.set_up_direction(tuple(up))
         first = cameras[session.sources[0]]
@@ -278,8 +276,6 @@ class ViewerApp:
         self.status.content = self.status_text
 
     def _report_error(self, exc: BaseException) -> None:
-        import traceback
-
         traceback.print_exception(exc)
         self._notify_all("Render failed", f"{type(exc).__name__}: {exc}", color="red")
 
@@ -307,8 +303,6 @@ class ViewerApp:
         """Frame or sources changed: re-encode on the worker thread (a burst of slider moves costs one)."""
         def task():
             try:
-                from ..render.commands import parse_cameras
-
                 frames = self.session.subject.frames
                 wanted = min(frames, key=lambda f: abs(f - int(self.frame_slider.value)))
                 sources = parse_cameras(self.sources_text.value, "Sources")
@@ -364,9 +358,7 @@ class ViewerApp:
             argv = self.session.orbit_arguments(out, frames, resolution)
             print("$ keypointnerf " + " ".join(argv), flush=True)
             run_render_verb(argv)
-            from ..render.commands import ORBIT_VIDEO
-
-            video = out / ORBIT_VIDEO
+            video = out / render_commands.ORBIT_VIDEO
             client.send_file_download(f"{out.name}.mp4", video.read_bytes())
             return video
 

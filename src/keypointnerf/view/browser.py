@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -104,8 +105,6 @@ class HeadlessChromium:
 
     def screenshot(self) -> np.ndarray:
         """The page as (H, W, 3) uint8 RGB."""
-        from PIL import Image
-
         data = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
         with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"))

@@ -13,8 +13,12 @@ from pathlib import Path
 
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
-from ..render.commands import (DEFAULT_SOURCES, add_sampling_arguments, check_cameras, check_frame, open_subject,
-                               parse_cameras, sampling_option_minimums, sampling_overrides)
+from ..model.checkpoint import resolve_checkpoint_path
+from ..options import (add_checkpoint_argument, add_sampling_arguments, add_subject_arguments, check_cameras,
+                       check_frame, check_minimums, open_subject, parse_cameras, sampling_option_minimums,
+                       sampling_overrides)
+from .app import ViewerApp
+from .session import ViewSession
 
 DEFAULT_PORT = 8080
 DEFAULT_RESOLUTION = 256
@@ -32,13 +36,8 @@ def register(subparsers) -> None:
                     "source cameras, resolution, colour / depth / opacity display, and exports of the view (PNG "
                     "as render writes it) and of a 360-degree orbit (keypointnerf render --orbit). Needs the "
                     f"'view' extra: {INSTALL_HINT}.")
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT",
-                        help="model file, official last.ckpt, training checkpoint, or a training run folder")
-    parser.add_argument("--data", required=True, metavar="SUBJECT_DIR", help="one subject folder (holding annots.npy)")
-    parser.add_argument("--frame", type=int, metavar="F",
-                        help="frame shown first (the i of joints3d/<i>.npy; default: the subject's first frame)")
-    parser.add_argument("--sources", default=DEFAULT_SOURCES, metavar="C,C,...",
-                        help=f"source camera indices (0-based, comma-separated; default {DEFAULT_SOURCES})")
+    add_checkpoint_argument(parser)
+    add_subject_arguments(parser, frame_help="frame shown first")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port to serve on (default {DEFAULT_PORT}; the next free one when taken; 0: any "
                              f"free port); the address is printed")
@@ -53,8 +52,6 @@ def register(subparsers) -> None:
     parser.add_argument("--close-after", type=float, default=10.0, metavar="S",
                         help="stop S seconds after the last page was closed, unless one is opened again "
                              "(default 10; 0: keep serving until Ctrl-C)")
-    parser.add_argument("--downsample", type=float, default=0.5,
-                        help="image scale read from disk (default 0.5: ZJU-MoCap's 1024 px -> 512 px)")
     add_sampling_arguments(parser)
     parser.add_argument("-o", "--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"folder for exports (default {DEFAULT_OUT}; created on the first export; each "
@@ -74,10 +71,8 @@ def require_viser():
 
 
 def _check_options(args) -> None:
-    for name, value, low in (("--resolution", args.resolution, 32), ("--orbit-frames", args.orbit_frames, 1),
-                             *sampling_option_minimums(args)):
-        if value is not None and value < low:
-            raise UserError(f"{name} must be >= {low}, got {value}")
+    check_minimums(("--resolution", args.resolution, 32), ("--orbit-frames", args.orbit_frames, 1),
+                   *sampling_option_minimums(args))
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in 0-65535, got {args.port}")
     if not args.close_after >= 0:
@@ -105,8 +100,6 @@ def _stop_on_sigterm():
 def run(args) -> int:
     _check_options(args)
     sources = parse_cameras(args.sources, "--sources")
-    from ..model.checkpoint import resolve_checkpoint_path
-
     checkpoint = resolve_checkpoint_path(args.checkpoint)
     subject = open_subject(args.data, args.downsample)
     frame = check_frame(subject, args.frame)
@@ -117,9 +110,6 @@ def run(args) -> int:
     _check_host(args.host)
     viser = require_viser()
     device = resolve_device(args.device)
-
-    from .app import ViewerApp
-    from .session import ViewSession
 
     session = ViewSession(checkpoint, subject, device, frame, sources, sampling_overrides(args))
     server = viser.ViserServer(host=args.host, port=args.port, label="keypointnerf", verbose=False)

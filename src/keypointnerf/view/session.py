@@ -18,9 +18,15 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
 
-from ..render.commands import (check_cameras, check_frame, encode_sources, load_checked_model, scaled_camera,
-                               view_pictures, write_view)
+from ..fileio import atomic_write_text
+from ..geometry import scaled_camera
+from ..imaging import to_uint8
+from ..options import check_cameras, check_frame, encode_sources, load_checked_model
+from ..render.renderer import RenderConfig, render_image
+from ..render.video import view_pictures, write_view
 
 #: parent joint of each of the 24 SMPL keypoints (-1: the pelvis, the root), for drawing the skeleton
 SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
@@ -51,16 +57,12 @@ class ViewCamera:
 
 def quaternion_to_matrix(wxyz) -> np.ndarray:
     """Unit quaternion (w, x, y, z) -> rotation matrix (3, 3) float64."""
-    from scipy.spatial.transform import Rotation
-
     return Rotation.from_quat(np.asarray(wxyz, dtype=np.float64), scalar_first=True).as_matrix()
 
 
 def camera_pose(Rt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World-to-camera [R|t] (3, 4) -> (wxyz (4,): the camera-to-world rotation R^T as a unit quaternion,
     position (3,) = -R^T t, metres): the pose as the browser's camera and viser's scene nodes take it."""
-    from scipy.spatial.transform import Rotation
-
     Rt = np.asarray(Rt, dtype=np.float64)
     R, t = Rt[:, :3], Rt[:, 3]
     return Rotation.from_matrix(R.T).as_quat(scalar_first=True), -R.T @ t
@@ -121,8 +123,6 @@ class ViewSession:
 
     def __init__(self, checkpoint: Path, subject, device, frame: int | None, sources: list[int],
                  sampling: dict | None = None):
-        from ..render.renderer import RenderConfig
-
         self.checkpoint, self.subject, self.device = Path(checkpoint), subject, device
         self.sampling = dict(sampling or {})
         self.model, self.info = load_checked_model(checkpoint, device, subject)
@@ -169,10 +169,6 @@ class ViewSession:
     def render(self, camera: ViewCamera, cfg=None, should_stop: Callable[[], bool] | None = None) -> dict:
         """``render_image`` of ``camera`` from the current encoding (``cfg``: default the model's settings, as
         ``render`` uses them); ``should_stop()`` true between chunks of rays raises ``RenderCancelled``."""
-        import torch
-
-        from ..render.renderer import render_image
-
         return render_image(self.model, self.enc, torch.from_numpy(camera.K).float(),
                             torch.from_numpy(camera.Rt).float(), camera.height, camera.width, self.bounds,
                             cfg or self.cfg, should_stop=should_stop)
@@ -180,7 +176,6 @@ class ViewSession:
     def picture(self, result: dict, camera: ViewCamera, display: str = "colour") -> tuple[np.ndarray, np.ndarray]:
         """What the browser shows of a render -> (image (H, W, 3) uint8, z-depth (H, W) float32 metres for
         compositing with the 3D scene; ``EMPTY_DEPTH`` where the opacity is below 0.5)."""
-        from ..render.video import to_uint8
 
         if display not in DISPLAYS:
             raise ValueError(f"display must be one of {DISPLAYS}, got {display!r}")
@@ -207,8 +202,6 @@ class ViewSession:
         """Write a full-resolution render of ``camera`` as ``render`` writes a view: ``out/view_NNN.png``,
         ``_depth.png``, ``_opacity.png`` (the first free NNN), and ``view_NNN.json`` (the camera and
         :meth:`describe`) -> {"rgb"|"depth"|"opacity"|"json": path}."""
-        from ..configio import atomic_write_text
-
         out.mkdir(parents=True, exist_ok=True)
         stem = next_free_stem(out, "view", (".png", ".json"))
         _, files, fields = write_view(out, stem, result, camera.Rt, self.bounds_np, depth=True, opacity=True)

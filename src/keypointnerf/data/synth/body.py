@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors import safe_open
+from scipy.spatial.transform import Rotation
 
-from ...paths import cache_dir
+from ...paths import cache_dir, cache_root
 
 #: anny bones whose heads give the 24 keypoints, in SMPL joint order (pelvis, left hip, right hip, spine1, ...).
 SMPL_JOINT_BONES = (
@@ -83,7 +86,6 @@ def _prune_cache(folder: Path) -> None:
 @contextlib.contextmanager
 def single_torch_thread():
     """Run torch with one thread (anny is 5-10x slower with two on this kind of CPU); restores the setting."""
-    import torch
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -120,6 +122,27 @@ def load_anny():
     return model.eval()
 
 
+def cached_anny_faces(num_vertices: int) -> np.ndarray | None:
+    """anny's triangles (T, 3) int64 from the compact model file :func:`load_anny` caches, read without building
+    anny's model nor creating the cache; None when there is no such file or its topology does not have
+    ``num_vertices`` vertices."""
+    files = sorted((cache_root() / "anny").glob(f"v*/{_KEEP_PREFIX}*.safetensors"), key=lambda p: p.stat().st_mtime,
+                   reverse=True)
+    for path in files:
+        try:
+            with safe_open(str(path), framework="numpy") as data:
+                if not {"faces", "template_vertices"} <= set(data.keys()):
+                    continue
+                if data.get_slice("template_vertices").get_shape()[0] != num_vertices:
+                    continue
+                faces = np.asarray(data.get_tensor("faces"), dtype=np.int64)
+        except Exception:  # noqa: BLE001 - an unreadable cache just means: no faces
+            continue
+        if faces.ndim == 2 and faces.shape[1] == 3 and faces.min() >= 0 and faces.max() < num_vertices:
+            return faces
+    return None
+
+
 def anny_version() -> str:
     import anny
     return str(anny.__version__)
@@ -145,7 +168,6 @@ def sample_phenotype(rng: np.random.Generator) -> tuple[dict[str, float], float]
 
 def rest_stature(model, phenotype: dict[str, float]) -> float:
     """Height (m) of the unposed body: top of the head to the soles."""
-    import torch
     with torch.no_grad():
         out = model(phenotype_kwargs={k: float(v) for k, v in phenotype.items()})
     z = out["rest_vertices"][0, :, 2]
@@ -225,7 +247,6 @@ def sample_motion(rng: np.random.Generator, frames: int) -> dict[str, np.ndarray
 # ----------------------------------------------------------------------------------------------- posing
 def _euler_to_matrices(euler: np.ndarray) -> np.ndarray:
     """(..., 3) extrinsic XYZ angles -> (..., 3, 3) rotations ``Rz @ Ry @ Rx``."""
-    from scipy.spatial.transform import Rotation
     flat = euler.reshape(-1, 3)
     return Rotation.from_euler("xyz", flat).as_matrix().reshape(*euler.shape[:-1], 3, 3)
 
@@ -255,8 +276,6 @@ class PosedFrames:
 
 def pose_frames(model, phenotype: dict[str, float], motion: dict[str, np.ndarray], batch: int = 16) -> PosedFrames:
     """Run anny for every frame of ``motion`` and place the bodies in the world (see the module docstring)."""
-    import torch
-
     labels = list(model.bone_labels)
     joint_index = [labels.index(b) for b in SMPL_JOINT_BONES]
     root_index = labels.index("root")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...render.orbit import look_at
+from ...geometry import look_at
 
 RIG_FAMILIES = ("ring", "varied")
 #: Fraction of the image height (and width) the person may span in the tightest view, over all frames (``ring``).

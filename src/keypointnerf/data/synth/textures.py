@@ -26,6 +26,7 @@ import colorsys
 import functools
 
 import numpy as np
+import skimage.data
 
 TEXTURE_FAMILIES = ("solid", "stripes", "checks", "plaid", "dots", "noise", "prints", "photo", "camo")
 #: skimage.data images bundled with the wheel (colour ones used as they are, greyscale ones tinted).
@@ -104,7 +105,6 @@ def fractal_noise(points: np.ndarray, period: float, seed: int, octaves: int = 3
 @functools.lru_cache(maxsize=None)
 def photo(name: str) -> np.ndarray:
     """(H, W, 3) float32 [0, 1] image from ``skimage.data`` (bundled in the scikit-image wheel)."""
-    import skimage.data
     image = np.asarray(getattr(skimage.data, name)(), dtype=np.float32)
     if image.max() > 1.0:
         image = image / 255.0

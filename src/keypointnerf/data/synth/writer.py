@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -32,7 +33,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
+from ... import __version__
 from ...errors import UserError
 from . import appearance, body, camera_effects, cameras as camera_rig, lighting as lights, poses, render, styles
 
@@ -104,7 +108,6 @@ def save_npy_atomic(path: Path, value: Any) -> None:
 
 def save_image_atomic(path: Path, array: np.ndarray, quality: int = JPEG_QUALITY) -> None:
     """A uint8 image (H, W[, 3]) as JPEG (``.jpg``, at ``quality``) or PNG (``.png``), atomically."""
-    from PIL import Image
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary(path)
     if path.suffix == ".jpg":
@@ -308,7 +311,6 @@ def _remove_partial_files(subject_dir: Path) -> None:
 
 
 def _manifest(identity: dict, names: list[str], complete: bool, details: list[dict] | None = None) -> str:
-    from ... import __version__
     manifest = {
         "generator": "keypointnerf synth", **identity, "keypointnerf_version": __version__,
         "complete": complete, "subjects": names, "frame_interval_s": body.FRAME_INTERVAL,
@@ -376,7 +378,6 @@ def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int
     if not resumed:
         write_text_atomic(out / MANIFEST, _manifest(identity, names, complete=False))
 
-    from tqdm import tqdm
     with body.single_torch_thread():
         model = body.load_anny()
         faces = body.triangle_faces(model)
@@ -411,7 +412,6 @@ def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int
         in_flight: set = set()
         environment = contextlib.ExitStack()
         if workers > 1:
-            import multiprocessing
             environment.enter_context(_single_threaded_children())
             executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                            initializer=_init_worker, initargs=(faces,))
