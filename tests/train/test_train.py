@@ -443,3 +443,43 @@ def test_fine_tuning_may_change_only_settings_that_keep_the_weights_meaning(synt
     steps = [float((model.state_dict()[k] - v).abs().max()) for k, v in start.state_dict().items()
              if v.is_floating_point()]
     assert 0 < max(steps) < 10 * train_preset("small").optim.lr     # one Adam step from the given weights
+
+
+def test_bf16_mixed_training_step_runs_on_the_cpu_and_stays_near_the_float32_loss(one_torch_thread):
+    # optim.precision=bf16-mixed: the step's forward pass under the autocast Lightning's Trainer puts around
+    # training_step (MixedPrecision.forward_context), the backward pass outside it; same weights, sample and seeds
+    from conftest import make_scene
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from keypointnerf.train import module as train_module
+    from keypointnerf.train.config import config_to_dict
+    cfg = train_preset("small")
+    cfg.render.coarse_samples, cfg.render.fine_samples = 8, 8
+    cfg.data.view_dropout = False
+    scene = make_scene(size=32)
+    vv, uu = torch.meshgrid(torch.arange(12, 20), torch.arange(12, 20), indexing="ij")   # 8 x 8 on the person
+    sample = {"src_images": scene["images"], "src_masks": scene["masks"], "src_K": scene["K"], "src_Rt": scene["Rt"],
+              "keypoints": scene["keypoints"], "bounds": scene["bounds"], "tgt_image": scene["tgt_image"],
+              "tgt_mask": scene["tgt_mask"], "tgt_K": scene["tgt_K"], "tgt_Rt": scene["tgt_Rt"],
+              "pixels": torch.stack([uu.reshape(-1), vv.reshape(-1)], dim=1)}
+    results = {}
+    for precision in ("32", "bf16-mixed"):
+        torch.manual_seed(0)
+        trainer = train_module.KeypointNeRFTraining(config_to_dict(cfg))
+        with torch.no_grad():   # a density that is positive inside the hull, so the patch is not empty
+            trainer.model.geometry_mlp.fused_out.bias[1] = 3.0
+        torch.manual_seed(1)
+        if precision == "32":
+            losses = trainer._losses(sample)
+        else:
+            with MixedPrecision(precision, "cpu").forward_context():
+                losses = trainer._losses(sample)
+        losses["loss"].backward()
+        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+        results[precision] = float(losses["loss"].detach()), losses["loss"].dtype
+    (loss, dtype), (bf16_loss, bf16_dtype) = results["32"], results["bf16-mixed"]
+    assert dtype == bf16_dtype == torch.float32 and loss > 0
+    # bf16 keeps 8 bits of mantissa (~0.4 % per rounding); measured here: a few % (see the README)
+    assert bf16_loss == pytest.approx(loss, rel=0.1)
+    assert bf16_loss != loss    # the autocast was in force
