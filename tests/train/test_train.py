@@ -171,6 +171,14 @@ def test_loss_counts_each_render_pass_once(monkeypatch, fine_samples):
     assert total == pytest.approx(expected, rel=1e-5)
 
 
+def _scene_sample(scene: dict, uu: torch.Tensor, vv: torch.Tensor) -> dict:
+    """A training sample of ``conftest.make_scene``'s scene whose target patch is the pixels (uu, vv)."""
+    return {"src_images": scene["images"], "src_masks": scene["masks"], "src_K": scene["K"], "src_Rt": scene["Rt"],
+            "keypoints": scene["keypoints"], "bounds": scene["bounds"], "tgt_image": scene["tgt_image"],
+            "tgt_mask": scene["tgt_mask"], "tgt_K": scene["tgt_K"], "tgt_Rt": scene["tgt_Rt"],
+            "pixels": torch.stack([uu.reshape(-1), vv.reshape(-1)], dim=1)}
+
+
 def test_training_path_gives_the_plain_paths_loss_and_gradients(monkeypatch, one_torch_thread):
     # the training step's render (culled rays and samples, coarse values reused, networks recomputed in the
     # backward pass) against the plain one (every sample of every ray, activations kept), with the training
@@ -186,10 +194,7 @@ def test_training_path_gives_the_plain_paths_loss_and_gradients(monkeypatch, one
     scene = make_scene(size=64)
     # a 16 x 16 patch across the top of the silhouette: some of its rays cannot meet the visual hull
     vv, uu = torch.meshgrid(torch.arange(0, 16), torch.arange(24, 40), indexing="ij")
-    sample = {"src_images": scene["images"], "src_masks": scene["masks"], "src_K": scene["K"], "src_Rt": scene["Rt"],
-              "keypoints": scene["keypoints"], "bounds": scene["bounds"], "tgt_image": scene["tgt_image"],
-              "tgt_mask": scene["tgt_mask"], "tgt_K": scene["tgt_K"], "tgt_Rt": scene["tgt_Rt"],
-              "pixels": torch.stack([uu.reshape(-1), vv.reshape(-1)], dim=1)}
+    sample = _scene_sample(scene, uu, vv)
     results, render = {}, train_module.render_pixels
     for path, settings in (("training", {}), ("plain", {"cull": False, "grad_checkpoint": False})):
         torch.manual_seed(0)
@@ -337,6 +342,9 @@ def test_bad_input_stops_before_any_work(synth_set, tmp_path, capsys):
     assert "render.supersample=2: training renders one ray per pixel" in capsys.readouterr().err
     assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"), "--set", "loss.mask=nan"]) == 2
     assert "loss.mask=nan: a loss weight must be finite and >= 0" in capsys.readouterr().err
+    assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"),
+                            "--set", "optim.precision=16-mixed"]) == 2
+    assert "optim.precision=16-mixed: expected one of 32, bf16-mixed" in capsys.readouterr().err
     assert not (tmp_path / "r5").exists()
 
     existing = tmp_path / "r3"
@@ -458,10 +466,7 @@ def test_bf16_mixed_training_step_runs_on_the_cpu_and_stays_near_the_float32_los
     cfg.data.view_dropout = False
     scene = make_scene(size=32)
     vv, uu = torch.meshgrid(torch.arange(12, 20), torch.arange(12, 20), indexing="ij")   # 8 x 8 on the person
-    sample = {"src_images": scene["images"], "src_masks": scene["masks"], "src_K": scene["K"], "src_Rt": scene["Rt"],
-              "keypoints": scene["keypoints"], "bounds": scene["bounds"], "tgt_image": scene["tgt_image"],
-              "tgt_mask": scene["tgt_mask"], "tgt_K": scene["tgt_K"], "tgt_Rt": scene["tgt_Rt"],
-              "pixels": torch.stack([uu.reshape(-1), vv.reshape(-1)], dim=1)}
+    sample = _scene_sample(scene, uu, vv)
     results = {}
     for precision in ("32", "bf16-mixed"):
         torch.manual_seed(0)
@@ -483,3 +488,32 @@ def test_bf16_mixed_training_step_runs_on_the_cpu_and_stays_near_the_float32_los
     # bf16 keeps 8 bits of mantissa (~0.4 % per rounding); measured here: a few % (see the README)
     assert bf16_loss == pytest.approx(loss, rel=0.1)
     assert bf16_loss != loss    # the autocast was in force
+
+
+def test_a_loader_worker_decodes_each_view_once_and_serves_later_samples_from_its_cache(synth_set, tmp_path,
+                                                                                           monkeypatch):
+    # data.loader_workers=1: the worker process (forked, persistent across epochs) reads each image file once
+    import os
+
+    from keypointnerf.data import zju
+    from keypointnerf.train.module import TrainData
+    log = tmp_path / "decodes.txt"
+    read = zju.read_image_file
+
+    def counted(path):
+        with open(log, "a") as out:
+            out.write(f"{os.getpid()} {path}\n")
+        return read(path)
+
+    monkeypatch.setattr(zju, "read_image_file", counted)
+    cfg = train_preset("small")
+    cfg.data.root, cfg.data.patch_size, cfg.data.loader_workers = str(synth_set), 16, 1
+    loader = TrainData(cfg).train_dataloader()
+    samples = [sample for _ in range(3) for sample in loader]      # 3 epochs of the 2 training frames
+    assert len(samples) == 6
+    decodes = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    paths = [path for _, path in decodes]
+    assert {pid for pid, _ in decodes} != {str(os.getpid())}       # decoded in the worker, not here
+    assert len(paths) == len(set(paths)) >= 4                      # every image file once
+    views = {(s["meta"]["frame"], cam) for s in samples for cam in [*s["meta"]["src_cams"], s["meta"]["tgt_cam"]]}
+    assert len(paths) >= len(views)
