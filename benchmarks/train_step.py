@@ -20,7 +20,7 @@ perceptual term is off: no weights are downloaded). Rows:
 The plain path's memory and time grow with the number of rays (its work per ray does not depend on the image),
 and at the official patch it needs about 22 GB: it runs on centred sub-patches (``--plain-patches``) and is
 extrapolated linearly in the number of rays to the full patch (a straight line through the two largest
-sub-patches; the measured growth is faster than linear, so the extrapolation flatters the plain path), unless
+sub-patches), unless
 ``--full-plain`` or the predicted peak fits comfortably in the available memory. The gradients of the two paths
 are compared on the largest patch both ran. Times are the process's CPU seconds (``time.process_time``; one
 thread, so they do not count the time other jobs on a shared machine take the core away; the wall time is printed
