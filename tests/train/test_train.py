@@ -172,6 +172,13 @@ def test_loss_counts_each_render_pass_once(monkeypatch, fine_samples):
     assert total == pytest.approx(expected, rel=1e-5)
 
 
+def _scene_sample(scene: dict, uu: torch.Tensor, vv: torch.Tensor) -> Sample:
+    """A training sample of ``helpers.make_scene``'s scene whose target patch is the pixels (uu, vv)."""
+    return Sample(views=scene["views"], bounds=scene["bounds"], tgt_image=scene["tgt_image"],
+                  tgt_mask=scene["tgt_mask"], tgt_K=scene["tgt_K"], tgt_Rt=scene["tgt_Rt"],
+                  info=SampleInfo("scene", 0, (0, 1, 2), 3), pixels=torch.stack([uu.reshape(-1), vv.reshape(-1)], 1))
+
+
 def test_training_path_gives_the_plain_paths_loss_and_gradients(monkeypatch, one_torch_thread):
     # the training step's render (culled rays and samples, coarse values reused, networks recomputed in the
     # backward pass) against the plain one (every sample of every ray, activations kept), with the training
@@ -187,9 +194,7 @@ def test_training_path_gives_the_plain_paths_loss_and_gradients(monkeypatch, one
     scene = make_scene(size=64)
     # a 16 x 16 patch across the top of the silhouette: some of its rays cannot meet the visual hull
     vv, uu = torch.meshgrid(torch.arange(0, 16), torch.arange(24, 40), indexing="ij")
-    sample = Sample(views=scene["views"], bounds=scene["bounds"], tgt_image=scene["tgt_image"],
-                    tgt_mask=scene["tgt_mask"], tgt_K=scene["tgt_K"], tgt_Rt=scene["tgt_Rt"],
-                    info=SampleInfo("scene", 0, (0, 1, 2), 3), pixels=torch.stack([uu.reshape(-1), vv.reshape(-1)], 1))
+    sample = _scene_sample(scene, uu, vv)
     results, render = {}, train_module.render_pixels
     for path, settings in (("training", {}), ("plain", {"cull": False, "grad_checkpoint": False})):
         torch.manual_seed(0)
@@ -337,6 +342,9 @@ def test_bad_input_stops_before_any_work(synth_set, tmp_path, capsys):
     assert "render.supersample=2: training renders one ray per pixel" in capsys.readouterr().err
     assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"), "--set", "loss.mask=nan"]) == 2
     assert "loss.mask=nan: a loss weight must be finite and >= 0" in capsys.readouterr().err
+    assert cli_main(base + ["--data", str(synth_set), "--out", str(tmp_path / "r5"),
+                            "--set", "optim.precision=16-mixed"]) == 2
+    assert "optim.precision=16-mixed: expected one of 32, bf16-mixed" in capsys.readouterr().err
     assert not (tmp_path / "r5").exists()
 
     existing = tmp_path / "r3"
@@ -443,3 +451,69 @@ def test_fine_tuning_may_change_only_settings_that_keep_the_weights_meaning(synt
     steps = [float((model.state_dict()[k] - v).abs().max()) for k, v in start.state_dict().items()
              if v.is_floating_point()]
     assert 0 < max(steps) < 10 * train_preset("small").optim.lr     # one Adam step from the given weights
+
+
+def test_bf16_mixed_training_step_runs_on_the_cpu_and_stays_near_the_float32_loss(one_torch_thread):
+    # optim.precision=bf16-mixed: the step's forward pass under the autocast Lightning's Trainer puts around
+    # training_step (MixedPrecision.forward_context), the backward pass outside it; same weights, sample and seeds
+    from helpers import make_scene
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from keypointnerf.train import module as train_module
+    from keypointnerf.train.config import config_to_dict
+    cfg = train_preset("small")
+    cfg.render.coarse_samples, cfg.render.fine_samples = 8, 8
+    cfg.data.view_dropout = False
+    scene = make_scene(size=32)
+    vv, uu = torch.meshgrid(torch.arange(12, 20), torch.arange(12, 20), indexing="ij")   # 8 x 8 on the person
+    sample = _scene_sample(scene, uu, vv)
+    results = {}
+    for precision in ("32", "bf16-mixed"):
+        torch.manual_seed(0)
+        trainer = train_module.KeypointNeRFTraining(config_to_dict(cfg))
+        with torch.no_grad():   # a density that is positive inside the hull, so the patch is not empty
+            trainer.model.geometry_mlp.fused_out.bias[1] = 3.0
+        torch.manual_seed(1)
+        if precision == "32":
+            losses = trainer._losses(sample)
+        else:
+            with MixedPrecision(precision, "cpu").forward_context():
+                losses = trainer._losses(sample)
+        losses["loss"].backward()
+        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+        results[precision] = float(losses["loss"].detach()), losses["loss"].dtype
+    (loss, dtype), (bf16_loss, bf16_dtype) = results["32"], results["bf16-mixed"]
+    assert dtype == bf16_dtype == torch.float32 and loss > 0
+    # bf16 keeps 8 bits of mantissa (~0.4 % per rounding); measured here: a few % (see the README)
+    assert bf16_loss == pytest.approx(loss, rel=0.1)
+    assert bf16_loss != loss    # the autocast was in force
+
+
+def test_a_loader_worker_decodes_each_view_once_and_serves_later_samples_from_its_cache(synth_set, tmp_path,
+                                                                                           monkeypatch):
+    # data.loader_workers=1: the worker process (forked, persistent across epochs) reads each image file once
+    import os
+
+    from keypointnerf.data import zju
+    from keypointnerf.train.module import TrainData
+    log = tmp_path / "decodes.txt"
+    read = zju.read_image_file
+
+    def counted(path):
+        with open(log, "a") as out:
+            out.write(f"{os.getpid()} {path}\n")
+        return read(path)
+
+    monkeypatch.setattr(zju, "read_image_file", counted)
+    cfg = train_preset("small")
+    cfg.data.root, cfg.data.patch_size, cfg.data.loader_workers = str(synth_set), 16, 1
+    loader = TrainData(cfg).train_dataloader()
+    samples = [sample for _ in range(3) for sample in loader]      # 3 epochs of the 2 training frames
+    assert len(samples) == 6
+    decodes = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    paths = [path for _, path in decodes]
+    assert {pid for pid, _ in decodes} != {str(os.getpid())}       # decoded in the worker, not here
+    assert len(paths) == len(set(paths)) >= 4                      # every image file once
+    views = {(s.info.frame, cam) for s in samples for cam in [*s.info.src_cams, s.info.tgt_cam]}
+    assert len(paths) >= len(views)

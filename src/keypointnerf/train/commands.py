@@ -44,6 +44,9 @@ RESUMABLE_PREFIXES = ("optim.", "loss.", "checkpoint_every_steps", "val_every_st
                       "data.loader_workers", "data.cache_mb", "data.root", "data.view_dropout", "data.patch_size",
                       "data.source_layout", "data.keypoint_jitter_cm", "render.grad_checkpoint", "render.max_points", "render.chunk_rays")
 
+# Lightning precisions offered: float32, and bf16 autocast (float32's range: no loss scaling, no scaler state)
+PRECISIONS = ("32", "bf16-mixed")
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -177,6 +180,8 @@ def _check_optimisation(cfg) -> None:
                                ("val_every_steps", cfg.val_every_steps, 0)):
         if value < least:
             raise UserError(f"{name}={value}: must be at least {least}")
+    if optim.precision not in PRECISIONS:
+        raise UserError(f"optim.precision={optim.precision}: expected one of {', '.join(PRECISIONS)}")
     if optim.max_steps == 0 or optim.max_steps < -1:
         raise UserError(f"optim.max_steps={optim.max_steps}: must be a positive number of steps, or -1 (no limit)")
     if not 0 < data.downsample <= 1:
@@ -304,7 +309,7 @@ def _fit(cfg, args, out: Path, device, vgg, init_model) -> int:
     trainer = L.Trainer(
         default_root_dir=out, accelerator=accelerator, devices=devices, num_nodes=args.num_nodes,
         strategy=args.strategy, max_epochs=cfg.optim.epochs, max_steps=cfg.optim.max_steps,
-        gradient_clip_val=cfg.optim.grad_clip or None, callbacks=callbacks,
+        gradient_clip_val=cfg.optim.grad_clip or None, precision=cfg.optim.precision, callbacks=callbacks,
         logger=TensorBoardLogger(save_dir=str(out), name="logs", version=""),
         log_every_n_steps=max(1, cfg.log_every_steps), enable_progress_bar=not args.no_progress,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, plugins=[AtomicCheckpointIO()])

@@ -49,6 +49,9 @@ class OptimConfig:
     grad_clip: float = 0.0         # 0 = off
     lr_decay_start: int = -1       # from this global step, cosine decay of lr to lr_final at max_steps (-1 = off)
     lr_final: float = 0.0
+    precision: str = "32"          # Lightning's Trainer(precision=): 32, or bf16-mixed (forward pass under bf16
+                                   # autocast; weights, gradients and Adam stay float32; see the README for its
+                                   # measured effect on the loss)
 
     def lr_at(self, step: int) -> float:
         """The learning rate of global step ``step``: constant, or the cosine decay once it has started."""
