@@ -56,8 +56,20 @@ def same_masks_subject(truth: Path, imported: Path, out: Path) -> None:
     shutil.copytree(imported / "joints3d", out / "joints3d")
 
 
-def evaluate(keypointnerf: str, checkpoint: str, subject: Path, out: Path, args) -> list[dict]:
-    """Per-image records of ``keypointnerf eval`` on one subject."""
+def evaluate(keypointnerf: str, checkpoint: str, subject: Path, out: Path, since: float, args) -> list[dict]:
+    """Per-image records of ``keypointnerf eval`` on one subject. An earlier result in ``out`` is reused (a resumed
+    run) when it is of the same checkpoint path, data and images, and newer than the checkpoint file and than
+    ``since`` (the import's time)."""
+    metrics = out / "metrics.json"
+    if metrics.is_file():
+        report = json.loads(metrics.read_text())
+        protocol = report["protocol"]
+        same = (Path(report["checkpoint"]).resolve() == Path(checkpoint).resolve()
+                and Path(report["data"]) == subject.resolve()
+                and (protocol["frame_step"], protocol["max_images"]) == (args.frame_step, args.images_per_subject))
+        if same and metrics.stat().st_mtime > max(Path(checkpoint).stat().st_mtime, since):
+            print(f"reusing {metrics}")
+            return report["images"]
     run([keypointnerf, "eval", "--checkpoint", checkpoint, "--data", str(subject), "--protocol", "all",
          "--frame-step", str(args.frame_step), "--max-images", str(args.images_per_subject), "--out", str(out),
          "--no-images", "--force", "--device", args.device])
@@ -120,9 +132,10 @@ def main() -> None:
     records: dict[str, list[dict]] = {label: [] for label in conditions}
     for name in subjects:
         same_masks_subject(truth_root / name, work / "imported" / name, work / "same_masks" / name)
+        imported_at = (work / "imported" / name / "capture.json").stat().st_mtime
         for label, root in conditions.items():
             out = work / "eval" / label.replace(" ", "_") / name
-            records[label] += evaluate(keypointnerf, args.checkpoint, root / name, out, args)
+            records[label] += evaluate(keypointnerf, args.checkpoint, root / name, out, imported_at, args)
     reference = records["true"]
     print(f"\n{args.checkpoint}: {len(reference)} images ({len(subjects)} subjects x {args.images_per_subject} "
           f"targets, every {args.frame_step}-th frame), protocol 'all' at 256 px")

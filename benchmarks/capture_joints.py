@@ -7,9 +7,9 @@ Poses anny people (the synthetic generator's shapes; gait sequences and all pose
 where a COCO-trained detector puts their joints (anny's own COCO keypoint regressor on the posed mesh:
 ``keypointnerf.capture.synthetic.detector_joints``) and their true 24 keypoints, fits the regressor on
 ``--people`` people and prints the per-joint distance (cm) to the true keypoints on ``--held-out`` other people
-(seed + 1, 4 frames each), for each variant (limb joints only, + face, + feet, + both), with the inputs clean and with 1 cm
-of noise per coordinate (what triangulation adds), next to the shipped regressor and to taking the detected limb
-joints as the keypoints. ``--write`` replaces the shipped ``src/keypointnerf/capture/joint_regressor.npz``.
+(seed + 1, 4 frames each), for each variant (limb joints only, + face, + feet, + both), with the inputs clean
+and with 1 cm of noise per coordinate (what triangulation adds), next to the shipped regressor and to taking the
+detected limb joints as the keypoints. ``--write`` replaces the shipped ``src/keypointnerf/capture/joint_regressor.npz``.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """From detected body keypoints (3D, triangulated) to the 24 SMPL-order keypoints the model uses.
 
 The detected set (:data:`DETECTED`) is what 2D detectors give: hips, knees, ankles, shoulders, elbows, wrists
-(the "limb" joints, required), and when available the face (nose, eyes, ears) and the feet (toe tips, heels). The 24 keypoints are those of the
-synthetic people (``keypointnerf.data.synth.body.SMPL_JOINT_BONES``) and of ZJU-MoCap's ``joints3d``, in SMPL
-order::
+(the "limb" joints, required), and when available the face (nose, eyes, ears) and the feet (toe tips, heels).
+The 24 keypoints are those of the synthetic people (``keypointnerf.data.synth.body.SMPL_JOINT_BONES``) and of
+ZJU-MoCap's ``joints3d``, in SMPL order::
 
     0 pelvis   1 l_hip  2 r_hip  3 spine1  4 l_knee  5 r_knee  6 spine2  7 l_ankle  8 r_ankle  9 spine3
     10 l_foot 11 r_foot 12 neck 13 l_collar 14 r_collar 15 head 16 l_shoulder 17 r_shoulder 18 l_elbow
@@ -17,8 +17,9 @@ frame, scaled by the torso length ``s = |mid_shoulder - mid_hip|``::
 
 with ``up = mid_shoulder - mid_hip`` (normalised), ``side`` the subject's left (from the right to the left hip,
 orthogonal to up) and ``forward = side x up`` (where the person faces). The map is unchanged by moving, turning
-or scaling the person. Detected joints are not a body model's joints (a detector's hips sit lower and wider,
-its shoulders higher than the rig's), so every keypoint, the limb joints included, is regressed.
+or scaling the person. Detected joints are not a body model's joints (on anny people, a COCO detector's hips sit
+1-2 cm lower, closer together and further forward than the rig's, its shoulders 2 cm higher), so every keypoint,
+the limb joints included, is regressed.
 
 The weights were fitted by least squares (``benchmarks/capture_joints.py``) on posed synthetic anny people:
 inputs their COCO keypoints from anny's own COCO regressor (``anny.keypoints.KeypointsRegressor.coco``: the
