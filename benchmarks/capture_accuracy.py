@@ -135,7 +135,8 @@ def main() -> None:
         imported_at = (work / "imported" / name / "capture.json").stat().st_mtime
         for label, root in conditions.items():
             out = work / "eval" / label.replace(" ", "_") / name
-            records[label] += evaluate(keypointnerf, args.checkpoint, root / name, out, imported_at, args)
+            since = 0.0 if label == "true" else imported_at  # the synthetic set does not change with an import
+            records[label] += evaluate(keypointnerf, args.checkpoint, root / name, out, since, args)
     reference = records["true"]
     print(f"\n{args.checkpoint}: {len(reference)} images ({len(subjects)} subjects x {args.images_per_subject} "
           f"targets, every {args.frame_step}-th frame), protocol 'all' at 256 px")
