@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from PIL import Image
 
 from keypointnerf.capture import keypoints as kp
 from keypointnerf.capture.importer import ImportOptions, import_capture
-from keypointnerf.capture.synthetic import body25_from_joints, write_openpose_files, write_raw_capture
+from keypointnerf.capture.synthetic import body25_from_detected, write_openpose_files, write_raw_capture
 from keypointnerf.cli import main
 from keypointnerf.data.check import check_data
 from keypointnerf.data.zju import ZJUSubject
@@ -20,7 +21,7 @@ from keypointnerf.errors import UserError
 @pytest.fixture(scope="module")
 def raw(synth_set, tmp_path_factory):
     """synth_000 as a raw capture (videos, intri/extri, background plates) plus OpenPose files with 0.5 px
-    noise written from the true joints."""
+    noise written from where a COCO-trained detector puts the joints (anny's COCO regressor)."""
     out = tmp_path_factory.mktemp("capture") / "raw"
     truth = write_raw_capture(synth_set / "synth_000", out)
     write_openpose_files(out, truth, noise_px=0.5)
@@ -45,7 +46,7 @@ def test_openpose_import_end_to_end(raw, tmp_path):
     assert subject.frames == [0, 1] and subject.num_cameras == 4
     imported = np.stack([subject.keypoints(f) for f in subject.frames])
     error = np.linalg.norm(imported - truth["joints"], axis=-1)
-    assert error.mean() < 0.03 and np.median(error) < 0.01, error.mean(axis=0)
+    assert error.mean() < 0.02 and error.max() < 0.06, error.mean(axis=0)
     # cameras as written by the rig's calibration, T in millimetres
     np.testing.assert_allclose(subject.raw_camera(2)["R"], truth["cameras"][2].R, atol=1e-9)
     np.testing.assert_allclose(subject.raw_camera(2)["T"], truth["cameras"][2].t, atol=1e-9)
@@ -129,32 +130,32 @@ def test_the_person_in_the_mask_is_chosen(raw, tmp_path):
     source, truth = copy(raw, tmp_path)
     for f in range(2):
         for camera in truth["cameras"]:
-            person = body25_from_joints(truth["joints"][f], camera)
+            person = body25_from_detected(truth["detected"][f], camera)
             bystander = person.copy()
             bystander[:, 0] = np.where(bystander[:, 2] > 0, 5.0, 0.0)  # at the image's left edge
             bystander[:, 2] = np.where(bystander[:, 2] > 0, 1.0, 0.0)
             kp.write_openpose(source / "openpose" / camera.name / f"{f:06d}_keypoints.json", [bystander, person])
     import_capture(source, tmp_path / "out", ImportOptions(progress=False))
     imported = ZJUSubject(tmp_path / "out", cache_mb=0).keypoints(0)
-    assert np.linalg.norm(imported - truth["joints"][0], axis=-1).mean() < 0.03
+    assert np.linalg.norm(imported - truth["joints"][0], axis=-1).mean() < 0.02
 
 
 def test_images_folder_and_coco17(raw, synth_set, tmp_path):
     """Per-camera image folders instead of videos, keypoints in COCO-17 order."""
     source = tmp_path / "raw"
     truth = write_raw_capture(synth_set / "synth_001", source, videos=False, seed=1)
-    for f, joints in enumerate(truth["joints"]):
+    for f, detected in enumerate(truth["detected"]):
         for camera in truth["cameras"]:
-            body25 = body25_from_joints(joints, camera)
+            body25 = body25_from_detected(detected, camera)
             coco = np.zeros((17, 3))
             for name, slot in kp.FORMATS["COCO-17"].items():
                 if slot is not None:
-                    coco[slot] = body25[kp.FORMATS["BODY_25"][name]]
+                    coco[slot] = body25[kp.FORMATS["BODY_25"][name]]  # COCO-17 has no feet: none is a tuple
             kp.write_openpose(source / "openpose" / camera.name / f"{f:06d}_keypoints.json", [coco])
     summary = import_capture(source, tmp_path / "out", ImportOptions(progress=False))
     assert summary["masks"] == "background" and summary["keypoints"] == "openpose"
     imported = np.stack([ZJUSubject(tmp_path / "out", cache_mb=0).keypoints(f) for f in (0, 1)])
-    assert np.linalg.norm(imported - truth["joints"], axis=-1).mean() < 0.03
+    assert np.linalg.norm(imported - truth["joints"], axis=-1).mean() < 0.02
     # JPEG frames are copied byte for byte
     assert (tmp_path / "out" / "Camera_B2" / "000001.jpg").read_bytes() == \
         (source / "images" / "02" / "000001.jpg").read_bytes()
@@ -196,3 +197,98 @@ def test_builtin_detector_end_to_end(raw, tmp_path):
         mask = np.asarray(Image.open(subject.mask_paths(0, cam)[0])) > 0
         true = truth["masks"][0][cam]
         assert (mask & true).sum() / (mask | true).sum() > 0.85
+
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "small.ckpt"
+
+
+@pytest.mark.parametrize("keypoints", ["openpose", "detect"])
+def test_raw_capture_to_orbit_video(raw, tmp_path, keypoints):
+    """From a raw capture (videos, intri.yml/extri.yml, background plates; no masks) to a 360-degree video:
+    capture import with the plates and OpenPose files or the built-in detector, data check, render --orbit
+    with the shipped model (tiny: 3 frames of 24 px, coarse samples only)."""
+    if keypoints == "detect":
+        from keypointnerf.capture.detector import import_mediapipe
+        try:
+            import_mediapipe("--keypoints detect")
+        except UserError as exc:
+            pytest.skip(f"the optional extra .[detect] is not installed or not usable here: {exc}")
+    if not SHIPPED_MODEL.is_file():
+        pytest.skip(f"{SHIPPED_MODEL} not found")
+    import imageio.v2 as imageio
+
+    source, truth = raw
+    subject, out = tmp_path / "subject", tmp_path / "orbit"
+    assert main(["capture", "import", str(source), "--out", str(subject), "--masks", "background", "--keypoints",
+                 keypoints, "--no-progress"]) == 0
+    assert main(["data", "check", str(subject)]) == 0
+    imported = ZJUSubject(subject, cache_mb=0)
+    error = np.linalg.norm(np.stack([imported.keypoints(f) for f in imported.frames]) - truth["joints"], axis=-1)
+    assert error.mean() < 0.05
+    assert main(["render", "--checkpoint", str(SHIPPED_MODEL), "--data", str(subject), "--sources", "0,1,2",
+                 "--orbit", "3", "--resolution", "24", "--coarse-samples", "8", "--fine-samples", "0", "--device",
+                 "cpu", "-o", str(out)]) == 0
+    reader = imageio.get_reader(out / "orbit.mp4")
+    try:
+        frames = [np.asarray(frame) for frame in reader]
+    finally:
+        reader.close()
+    assert len(frames) == 3
+    for k in range(3):  # a person in the middle of every orbit frame, background at its corners
+        image = np.asarray(Image.open(out / "orbit" / f"frame{k:03d}.png").convert("L"), float)
+        assert image.shape == (24, 24)
+        assert image[8:16, 9:15].mean() > image[:3, :3].mean() + 10
+
+
+class ScriptedDetector:
+    """Stands in for the built-in detector: the projection of the COCO-style joints of ``truth`` for each call
+    (cameras in order, frame after frame), None (nobody found) for the cameras in ``blind``."""
+
+    def __init__(self, truth, blind=()):
+        self.truth, self.blind, self.calls = truth, set(blind), 0
+
+    def __call__(self, image, mask=None):
+        cameras = self.truth["cameras"]
+        frame, camera = divmod(self.calls, len(cameras))
+        self.calls += 1
+        if cameras[camera].name in self.blind:
+            return None
+        detected = self.truth["detected"][frame]
+        points = np.ones((len(detected), 3))
+        points[:, :2] = cameras[camera].project(detected, distort=True)
+        return points
+
+    def close(self):
+        pass
+
+
+def test_detector_finding_nobody_names_camera_and_frame(raw, tmp_path, monkeypatch):
+    import keypointnerf.capture.detector as detector_module
+    source, truth = raw
+    monkeypatch.setattr(detector_module, "PoseDetector", lambda: ScriptedDetector(truth, blind={"02"}))
+    summary = import_capture(source, tmp_path / "out", ImportOptions(masks="background", keypoints="detect",
+                                                                     progress=False))
+    assert summary["frames"] == [0, 1]  # three cameras still see everyone
+    assert [w for w in summary["warnings"] if "found nobody" in w] == [
+        f"{source / 'videos' / '02.mp4'} frame {f}: the detector found nobody (camera '02', frame {f})" for f in (0, 1)]
+    assert summary["per_joint"]["l_knee"]["views_detected"] == 3
+    imported = ZJUSubject(tmp_path / "out", cache_mb=0)
+    assert np.linalg.norm(imported.keypoints(1) - truth["joints"][1], axis=-1).mean() < 0.02
+
+    monkeypatch.setattr(detector_module, "PoseDetector", lambda: ScriptedDetector(truth, blind={"01", "02", "03",
+                                                                                                 "04"}))
+    with pytest.raises(UserError, match=r"no frame could be imported.*camera '04', frame 1.*frame 1: left out: "
+                                        r"nobody found in any camera"):
+        import_capture(source, tmp_path / "none", ImportOptions(masks="background", keypoints="detect",
+                                                                progress=False))
+    assert not (tmp_path / "none" / "annots.npy").exists()
+
+
+def test_image_of_another_size_names_camera_and_frame(raw, synth_set, tmp_path):
+    source = tmp_path / "raw"
+    write_openpose_files(source, write_raw_capture(synth_set / "synth_001", source, videos=False, seed=1))
+    path = source / "images" / "03" / "000001.jpg"
+    Image.open(path).resize((200, 256)).save(path)
+    with pytest.raises(UserError, match=r"000001\.jpg: image size 200x256 differs from 256x256 .*\(camera '03', "
+                                        r"frame 1\)"):
+        import_capture(source, tmp_path / "out", ImportOptions(keypoints="openpose", progress=False))

