@@ -11,7 +11,7 @@ Lightning data loaders add a leading batch dimension of 1. Cameras are OpenCV pi
     tgt_image   (3, H, W)     target image (ground truth), background 0
     tgt_mask    (1, H, W)     target foreground mask, 0/1
     tgt_K       (3, 3), tgt_Rt (3, 4)   the camera to render
-    keypoints   (24, 3)       3D keypoints in SMPL joint order, world metres
+    keypoints   (K, 3)        3D keypoints, world metres (K = 24 body joints in SMPL order by default)
     bounds      (2, 3)        axis-aligned person box [min, max] (z widened by 0.05 m)
     pixels      (P, 2) int64  optional: the target pixels (u, v) to render (training patches);
                               absent = the whole image

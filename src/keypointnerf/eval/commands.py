@@ -171,7 +171,7 @@ def run(args) -> int:
     out = Path(args.out)
     check_out_dir(out, args.force, replaced=f"its {METRICS_FILE} and {IMAGES_DIR}/")
     _check_options(args)
-    from ..model.checkpoint import load_model, resolve_checkpoint_path
+    from ..model.checkpoint import check_keypoint_count, load_model, resolve_checkpoint_path
 
     checkpoint = resolve_checkpoint_path(args.checkpoint)
     data = Path(args.data)
@@ -197,6 +197,7 @@ def run(args) -> int:
     count = len(dataset) if args.max_images is None else min(len(dataset), args.max_images)
     _check_views(dataset, count)
     model, _, info = load_model(checkpoint, device)
+    check_keypoint_count(model.cfg.num_keypoints, dataset.num_keypoints, info["path"], data)
     render_cfg = RenderConfig.for_checkpoint(info, **sampling_overrides(args))
 
     # an earlier run's results stay whole until this one is: images are staged beside them and metrics.json

@@ -90,7 +90,7 @@ class KeypointNeRF(nn.Module):
         """Run the image encoders on V source views.
 
         images (V, 3, H, W) in [0, 1] with background 0; masks (V, 1, H, W); K (V, 3, 3); Rt (V, 3, 4);
-        keypoints (K, 3) world metres. The encoders need H and W divisible by ``cfg.size_multiple`` (128
+        keypoints (K, 3) world metres, K = ``cfg.num_keypoints``. The encoders need H and W divisible by ``cfg.size_multiple`` (128
         officially); other sizes are padded with background at the right and bottom, which keeps every pixel
         coordinate (and K) as it is. Only the encoders see the padding: the frustum test and the border fade of
         the view weights refer to the views as given, and the maps are sampled as if they ended at the views'
@@ -100,6 +100,9 @@ class KeypointNeRF(nn.Module):
         views, _, height, width = images.shape
         if masks.shape != (views, 1, height, width):
             raise ValueError(f"masks have shape {tuple(masks.shape)}, expected {(views, 1, height, width)}")
+        if keypoints.shape != (self.cfg.num_keypoints, 3):
+            raise ValueError(f"keypoints have shape {tuple(keypoints.shape)}, expected ({self.cfg.num_keypoints}, 3) "
+                             f"(model.num_keypoints)")
         multiple = self.cfg.size_multiple
         pad_bottom, pad_right = -height % multiple, -width % multiple
         if pad_bottom or pad_right:

@@ -169,18 +169,19 @@ def sampling_overrides(args) -> dict:
 
 
 def load_checked_model(checkpoint, device, subject):
-    """Load the model and read the subject's image size (an unreadable image fails before any work)
-    -> (model, info)."""
-    from ..model.checkpoint import load_model
+    """Load the model, check it takes the subject's keypoint count and read the subject's image size (an
+    unreadable image fails before any work) -> (model, info)."""
+    from ..model.checkpoint import check_keypoint_count, load_model
 
     model, _, info = load_model(checkpoint, device)
+    check_keypoint_count(model.cfg.num_keypoints, subject.num_keypoints, info["path"], subject.path)
     subject.image_size
     return model, info
 
 
 def encode_sources(model, subject, frame: int, sources: list[int], device):
     """Read the source views and encode them once -> (SourceEncoding, source images [(H, W, 3) float],
-    keypoints (24, 3) tensor, bounds (2, 3) tensor)."""
+    keypoints (K, 3) tensor, bounds (2, 3) tensor)."""
     import torch
 
     from ..data.protocol import ENCODE_KEYS, load_sources
