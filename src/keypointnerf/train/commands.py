@@ -138,8 +138,8 @@ def _take_keypoint_count(cfg, fixed_by: str | None) -> None:
     from ..data.zju import common_keypoint_count
     from ..model.checkpoint import check_keypoint_count
     root = Path(cfg.data.root)
-    if not root.is_dir():
-        raise UserError(f"--data {root}: no such folder")
+    if not cfg.data.root or not root.is_dir():
+        return   # refused with the other data problems (see _check_data)
     names = list(load_protocol(cfg.data.protocol, root).train)
     if not names:
         return   # refused with the other data problems (no training frames)

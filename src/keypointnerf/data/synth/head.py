@@ -16,7 +16,7 @@ expressions, close-range cameras in front of the face, and facial landmarks as k
   of the left), written where body keypoints go (``joints3d/<frame>.npy``, (22, 3)).
 - Cameras (:func:`face_rig`): on a frontal hemisphere around the face (an arc of 90-180 degrees of azimuth,
   -15 to +35 degrees of elevation, in azimuth order), 0.4-1.2 m away, looking at the head, each camera's focal
-  length making the head and neck fill 70-95% of its image.
+  length making the head and neck fill 75-95% of its image (over all frames, in its tighter direction).
 
 anny's frame: metres, +Z up, the face looks along -Y, +X is the subject's left. World placement as for bodies
 (``x_world = R(Rh) (x_anny - root_anny) + Th``, standing on z = 0).
@@ -44,9 +44,10 @@ LANDMARK_VERTICES = np.array([vertex for _, vertex in FACE_LANDMARKS])
 
 #: Bones that move the head (anny local-ref angles about the rest pose's world axes: X nods, Y tilts, Z turns).
 HEAD_BONES = ("neck01", "neck02", "neck03", "head")
-#: (bone, axis) -> (low, high) radians; the turn is shared over the four bones, so the head turns up to ~70 deg.
+#: (bone, axis) -> (low, high) radians; the four bones add up: the head nods up to ~18 deg up and ~23 deg down,
+#: tilts ~18 deg and turns ~46 deg either way.
 HEAD_DOFS = {(bone, axis): limits for bone in HEAD_BONES
-             for axis, limits in ((0, (-0.14, 0.16)), (1, (-0.1, 0.1)), (2, (-0.3, 0.3)))}
+             for axis, limits in ((0, (-0.08, 0.1)), (1, (-0.08, 0.08)), (2, (-0.2, 0.2)))}
 
 #: Face units mixed into expressions (anny ``faceunits01``), each coefficient in [0, 1].
 EXPRESSION_UNITS = (
@@ -267,7 +268,8 @@ def face_rig(rng: np.random.Generator, num_cameras: int, resolution: int, head_p
 
     Args:
         head_points: (N, 3) world points of the head and neck over all frames (each camera's focal length makes
-            them fill 70-95% of its image); centre: (3,) the point the cameras aim at (jittered by ~1 cm);
+            them fill 75-95% of its image); centre: (3,) the point the cameras aim at (jittered by ~1 cm; the
+            centre of the head-and-neck box);
             facing: (3,) the direction the face looks (its horizontal part is the middle of the arc).
     """
     facing = np.array([facing[0], facing[1], 0.0])
@@ -276,7 +278,7 @@ def face_rig(rng: np.random.Generator, num_cameras: int, resolution: int, head_p
     span = np.radians(rng.uniform(90, 180)) if num_cameras > 1 else 0.0
     distance_mean = rng.uniform(0.5, 1.0)
     width, height = (resolution, resolution) if rng.random() < 0.7 else (4 * round(0.75 * resolution / 4), resolution)
-    fill_mean = rng.uniform(0.7, 0.95)
+    fill_mean = rng.uniform(0.75, 0.95)
     Rs, ts = [], []
     for c in range(num_cameras):
         azimuth = span * ((c + rng.uniform(-0.3, 0.3)) / max(1, num_cameras - 1) - 0.5)
@@ -320,7 +322,7 @@ def sample_face_look(rng: np.random.Generator, look: dict) -> dict:
             "eyelid_shade": float(rng.uniform(0.0, 0.35)),
             "eyelid_colour": textures.random_colour(rng) * 0.6 if rng.random() < 0.2 else skin * 0.6,
             "flush": float(rng.uniform(0.0, 0.12)),
-            "stubble": float(rng.uniform(0.15, 0.5)) if rng.random() < 0.25 else 0.0}
+            "stubble": float(rng.uniform(0.1, 0.35)) if rng.random() < 0.25 else 0.0}
 
 
 @functools.lru_cache(maxsize=1)
@@ -359,9 +361,12 @@ def albedo(look: dict, landmarks: dict[str, float], attributes: np.ndarray) -> n
                           colour)
     if look["stubble"] > 0:  # fine dark noise on the jaw, upper lip and chin, below the mouth corners' height
         L = landmarks
-        lower_face = skin & (position[:, 2] < L["eye_z"] - 0.05) & (position[:, 1] < L["head_y"] + 0.02)
+        lower_face = skin & (position[:, 2] < L["eye_z"] - 0.05) & (position[:, 1] < L["head_y"] - 0.02)
+        # fading in over 2 cm below the cheeks and 2 cm in front of the ears
+        fade = np.clip((L["eye_z"] - 0.05 - position[lower_face, 2]) / 0.02, 0, 1) * np.clip(
+            (L["head_y"] - 0.02 - position[lower_face, 1]) / 0.02, 0, 1)
         grain = textures.fractal_noise(position[lower_face], 0.0015, look["noise_seed"] + 7, 2)
-        shade = 1 - look["stubble"] * np.clip(2 * grain - 0.4, 0, 1) * (1 - lips_mask[lower_face, 0])
+        shade = 1 - look["stubble"] * fade * np.clip(2 * grain - 0.4, 0, 1) * (1 - lips_mask[lower_face, 0])
         colour[lower_face] = colour[lower_face] * shade[:, None] + (1 - shade[:, None]) * look["hair"] * 0.5
     lips = lips_mask * skin[:, None]
     colour = colour * (1 - lips) + lips * np.asarray(look["lips"])[None]

@@ -265,7 +265,7 @@ class _HeadPlan(_SubjectPlan):
             self.posed.rest_vertices, self.posed.rest_heads, part_weights)
         self.attributes = head.corner_attributes(vertex_attributes, mesh.full_faces, mesh.corner_uv)
         points = self.posed.vertices.reshape(-1, 3).astype(np.float64)
-        centre = self.posed.keypoints.mean(axis=(0, 1)).astype(np.float64)
+        centre = (points.min(axis=0) + points.max(axis=0)) / 2   # the head-and-neck box: it fills the images
         ears = self.posed.keypoints[0, [head.LANDMARK_NAMES.index("ear_left"), head.LANDMARK_NAMES.index("ear_right")]]
         facing = self.posed.keypoints[0, head.LANDMARK_NAMES.index("nose_tip")] - ears.mean(axis=0)
         self.rig = head.face_rig(rng, num_cameras, resolution, points[::3], centre, facing)
