@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import appearance, body, cameras as camera_rig, textures
+from . import appearance, body, cameras as camera_rig, poses, textures
 
 #: The facial landmarks (name, anny vertex index): +X / "left" is the subject's left.
 FACE_LANDMARKS = (
@@ -168,15 +168,7 @@ def sample_head_motion(rng: np.random.Generator, frames: int, motion: str) -> di
     Returns ``{"euler": (F, len(HEAD_BONES), 3) radians, "expression": (F, len(EXPRESSION_UNITS)) in [0, 1],
     "yaw": (F,) radians, "expressions": [kind per key], "key_frames": [...]}``.
     """
-    if motion == "poses":
-        key_frames = list(range(frames))
-    else:
-        key_frames, frame = [0], 0
-        while frame < frames - 1:
-            frame += int(rng.integers(8, 21))
-            key_frames.append(frame)
-        if len(key_frames) < 2:
-            key_frames.append(1)
+    key_frames = poses.key_frame_indices(rng, frames, motion)
     names = list(EXPRESSION_PROBABILITY)
     p = np.array([EXPRESSION_PROBABILITY[n] for n in names])
     kinds = [str(rng.choice(names, p=p / p.sum())) for _ in key_frames]
@@ -288,22 +280,15 @@ def face_rig(rng: np.random.Generator, num_cameras: int, resolution: int, head_p
             np.sin(elevation) * camera_rig.WORLD_UP
         target = centre + rng.normal(0, 0.01, 3)
         position = target + distance * direction
-        forward = -direction
-        depths = (head_points - position) @ forward
-        position = position - forward * (max(0.0, HEAD_DEPTH_RANGE[0] - depths.min())
-                                         - max(0.0, depths.max() - HEAD_DEPTH_RANGE[1]))
-        Rt = camera_rig._roll(camera_rig.look_at(position, target, camera_rig.WORLD_UP), np.radians(rng.uniform(-5, 5)))
+        position = camera_rig.keep_within_depths(position, -direction, head_points, HEAD_DEPTH_RANGE)
+        Rt = camera_rig.roll(camera_rig.look_at(position, target, camera_rig.WORLD_UP),
+                             np.radians(rng.uniform(-5, 5)))
         Rs.append(Rt[:, :3])
         ts.append(Rt[:, 3])
     R, t = np.stack(Rs), np.stack(ts)
-    principal = np.stack([(width - 1) / 2 + rng.uniform(-0.04, 0.04, num_cameras) * width,
-                          (height - 1) / 2 + rng.uniform(-0.04, 0.04, num_cameras) * height], axis=1)
+    principal = camera_rig.jittered_principal_points(rng, num_cameras, width, height, 0.04)
     fill = np.clip(fill_mean * rng.uniform(0.95, 1.05, num_cameras), 0.6, 0.97)
-    focal = camera_rig._focal_for_fill(R, t, head_points, width, height, principal, fill)
-    K = np.zeros((num_cameras, 3, 3))
-    K[:, 0, 0] = K[:, 1, 1] = focal
-    K[:, :2, 2] = principal
-    K[:, 2, 2] = 1.0
+    K = camera_rig.intrinsics(camera_rig.focal_for_fill(R, t, head_points, width, height, principal, fill), principal)
     settings = {"family": "face", "arc_deg": round(float(np.degrees(span)), 1),
                 "distance_m": round(float(distance_mean), 3), "fill": round(float(fill_mean), 3),
                 "image_size": [int(width), int(height)]}
@@ -318,7 +303,8 @@ def sample_face_look(rng: np.random.Generator, look: dict) -> dict:
     natural_lips = np.clip(skin * np.array([0.82, 0.55, 0.56]) * rng.uniform(0.85, 1.05), 0, 1)
     lipstick = rng.random() < 0.2
     lips = textures.random_colour(rng) * 0.5 + np.array([0.35, 0.02, 0.08]) if lipstick else natural_lips
-    return {"noise_seed": int(rng.integers(1 << 30)), **look, "kind": "head", "lips": np.clip(lips, 0, 1), "lipstick": bool(lipstick),
+    return {"noise_seed": int(rng.integers(1 << 30)), **look, "kind": "head", "lips": np.clip(lips, 0, 1),
+            "lipstick": bool(lipstick),
             "eyelid_shade": float(rng.uniform(0.0, 0.35)),
             "eyelid_colour": textures.random_colour(rng) * 0.6 if rng.random() < 0.2 else skin * 0.6,
             "flush": float(rng.uniform(0.0, 0.12)),

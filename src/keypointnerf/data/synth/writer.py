@@ -274,16 +274,9 @@ class _HeadPlan(_SubjectPlan):
         self.effects = camera_effects.sample_effects(rng, style.effects)
 
     def params(self, frame: int) -> dict:
-        return {
-            "Rh": self.posed.Rh[frame][None].astype(np.float32),
-            "Th": self.posed.Th[frame][None].astype(np.float32),
-            "anny_pose": self.posed.euler[frame].astype(np.float32),
-            "anny_pose_bones": list(head.HEAD_BONES),
-            "anny_phenotype": np.array([self.phenotype[k] for k in body.PHENOTYPE_LABELS], np.float32),
-            "anny_phenotype_labels": list(body.PHENOTYPE_LABELS),
-            "anny_expression": self.posed.expression[frame].astype(np.float32),
-            "anny_expression_units": list(head.EXPRESSION_UNITS),
-        }
+        return {**super().params(frame), "anny_pose_bones": list(head.HEAD_BONES),
+                "anny_expression": self.posed.expression[frame].astype(np.float32),
+                "anny_expression_units": list(head.EXPRESSION_UNITS)}
 
     def task(self, subject_dir: Path, frame: int) -> dict:
         return {**super().task(subject_dir, frame), "albedo": head.albedo}
