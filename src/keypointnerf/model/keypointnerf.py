@@ -92,10 +92,10 @@ class KeypointNeRF(nn.Module):
         images (V, 3, H, W) in [0, 1] with background 0; masks (V, 1, H, W); K (V, 3, 3); Rt (V, 3, 4);
         keypoints (``cfg.num_keypoints``, 3) world metres. The encoders need H and W divisible by
         ``cfg.size_multiple`` (128 officially); other sizes are padded with background at the right and bottom,
-        which keeps every pixel coordinate (and K) as it is. Only the encoders see the padding: the frustum test and the border fade of
-        the view weights refer to the views as given, and the maps are sampled as if they ended at the views'
-        edges (border padding there), so a padded view differs from an unpadded one only in what the encoders'
-        receptive fields see near its right and bottom edges.
+        which keeps every pixel coordinate (and K) as it is. Only the encoders see the padding: the frustum test and
+        the border fade of the view weights refer to the views as given, and the maps are sampled as if they ended
+        at the views' edges (border padding there), so a padded view differs from an unpadded one only in what the
+        encoders' receptive fields see near its right and bottom edges.
         """
         views, _, height, width = images.shape
         if masks.shape != (views, 1, height, width):
