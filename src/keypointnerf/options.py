@@ -15,7 +15,7 @@ from .data.protocol import DEFAULT_INPUT_CAMS, load_sources
 from .data.validate import view_findings
 from .data.zju import ZJUSubject, image_file_size, read_mask_file
 from .errors import UserError
-from .model.checkpoint import load_model
+from .model.checkpoint import check_keypoint_count, load_model
 from .model.keypointnerf import KeypointNeRF, SourceEncoding
 
 #: the default --sources: the protocol's input cameras
@@ -170,9 +170,10 @@ def check_source_views(subject: ZJUSubject, frame: int, cams: Sequence[int], hin
 # ----------------------------------------------------------------------------------------------- loading
 def load_checked_model(checkpoint: str | Path, device: torch.device, subject: ZJUSubject
                        ) -> tuple[KeypointNeRF, dict]:
-    """Load the model and read the subject's image size (an unreadable image fails before any work)
-    -> (model, info)."""
+    """Load the model, check it takes the subject's keypoint count and read the subject's image size (an
+    unreadable image fails before any work) -> (model, info)."""
     model, _, info = load_model(checkpoint, device)
+    check_keypoint_count(model.cfg.num_keypoints, subject.num_keypoints, info["path"], subject.path)
     subject.image_size
     return model, info
 

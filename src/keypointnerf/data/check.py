@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import UserError
 from .protocol import SPLIT_FILE, split_file_protocol
 from .validate import view_findings
-from .zju import (NUM_KEYPOINTS, ZJUSubject, discover_subjects, load_point_array, read_image_file,
+from .zju import (ZJUSubject, discover_subjects, keypoint_count_mismatch, load_point_array, read_image_file,
                   read_mask_file)
 
 MAX_LISTED_PROBLEMS = 100
@@ -121,10 +121,14 @@ def check_subject(path: str | Path, downsample: float = 0.5, frames_to_decode: i
 
     # --- arrays of every frame
     keypoints: dict[int, np.ndarray] = {}
+    try:
+        num_keypoints = subject.num_keypoints   # K of the first frame; every frame must have as many
+    except UserError:
+        num_keypoints = None                     # that file's problem is reported with the others below
     for frame in frames:
         if subject.keypoints_path(frame).exists():
             try:
-                keypoints[frame] = load_point_array(subject.keypoints_path(frame), "keypoints", NUM_KEYPOINTS)
+                keypoints[frame] = load_point_array(subject.keypoints_path(frame), "keypoints", num_keypoints)
             except UserError as exc:
                 report.user_error(exc)
         if subject.vertices_path(frame).exists():
@@ -132,7 +136,7 @@ def check_subject(path: str | Path, downsample: float = 0.5, frames_to_decode: i
                 subject.vertices(frame)
             except UserError as exc:
                 report.user_error(exc)
-    summary["keypoints"] = NUM_KEYPOINTS
+    summary["keypoints"] = num_keypoints
     summary["keypoint_frames"] = len(keypoints)
 
     params_folder = subject.params_path(frames[0]).parent
@@ -233,6 +237,11 @@ def check_data(path: str | Path, downsample: float = 0.5, frames_to_decode: int 
     total = sum(r["problem_count"] for r in results)
     summary: dict[str, Any] = {"path": str(path), "ok": True, "problem_count": total,
                                "warning_count": sum(r["warning_count"] for r in results), "subjects": results}
+    counts = {r["keypoints"] for r in results if r["keypoints"] is not None}
+    if len(counts) > 1:  # one model takes one K: a set mixing counts cannot be trained or evaluated together
+        summary["keypoint_problems"] = [keypoint_count_mismatch({r["path"]: r["keypoints"] for r in results
+                                                                 if r["keypoints"] is not None})]
+        summary["problem_count"] += 1
     split_path = Path(path) / SPLIT_FILE
     if split_path.is_file():
         split_problems = []

@@ -51,7 +51,7 @@ def run(args) -> int:
         hidden = subject["warning_count"] - len(subject["warnings"])
         if hidden > 0:
             print(f"warning: {subject['path']}: ... and {hidden} more warnings", file=sys.stderr)
-    for problem in summary.get("split_problems", []):
+    for problem in summary.get("split_problems", []) + summary.get("keypoint_problems", []):
         print(f"problem: {problem}", file=sys.stderr)
     if not summary["ok"]:
         print(f"keypointnerf data check: {summary['problem_count']} problem(s) in {args.path}", file=sys.stderr)

@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 
 from ..errors import UserError
 from .sample import Sample, SampleInfo, SourceViews
-from .zju import ZJUSubject, discover_subjects
+from .zju import ZJUSubject, common_keypoint_count, discover_subjects
 
 PROTOCOL_NAMES = ("auto", "zju_nhp", "split", "all")
 SPLIT_FILE = "split.json"
@@ -263,11 +263,12 @@ def patch_pixels(mask: np.ndarray, patch_size: int, rng: np.random.Generator) ->
 
 def open_subjects(data_root: str | Path, names: Sequence[str], **reader_kwargs) -> dict[str, ZJUSubject]:
     """``{protocol name: ZJUSubject}`` for ``names`` under ``data_root`` (reader options passed through).
-    Fails early (UserError) on an unreadable first image."""
+    Fails early (UserError) on an unreadable first image or subjects whose keypoint counts differ."""
     folders = resolve_subject_folders(data_root, names)
     subjects = {name: ZJUSubject(folder, **reader_kwargs) for name, folder in folders.items()}
     for subject in subjects.values():
         subject.image_size  # reads one image header: a broken set fails here, not mid-run
+    common_keypoint_count(subjects)
     return subjects
 
 
@@ -307,6 +308,9 @@ class TrainDataset(Dataset):
         cameras: the cameras allowed as sources/targets (None = all of each subject's cameras).
         subjects: restrict to these protocol subject names (None = all train subjects of the protocol).
         downsample, cache_mb: passed to :class:`ZJUSubject`.
+
+    ``num_keypoints`` is K, the keypoints per frame every subject has (subjects with different counts are
+    refused).
     """
 
     def __init__(self, data_root: str | Path, protocol: Protocol | str = "auto", downsample: float = 0.5,
@@ -318,6 +322,7 @@ class TrainDataset(Dataset):
         self.source_layout = source_layout
         self.protocol, self.subjects = _open_split(data_root, protocol, "train", subjects, downsample=downsample,
                                                    cache_mb=cache_mb)
+        self.num_keypoints = common_keypoint_count(self.subjects)
         self.patch_size = int(patch_size)
         self.num_sources = int(num_sources)
         self.seed = seed
@@ -377,7 +382,7 @@ class TestDataset(Dataset):
     Inputs are the protocol's input cameras (0, 7, 15) and targets each existing protocol target camera
     (3, 5, 10, 12, 18, 20); see :func:`select_cameras` for sets with fewer cameras. ``frame_step`` overrides
     the protocol's step (every 30th frame for ``zju_nhp``); ``input_cams`` / ``target_cams`` override the
-    protocol's cameras.
+    protocol's cameras. ``num_keypoints``: K of every subject, as for :class:`TrainDataset`.
     """
 
     __test__ = False  # not a pytest test class despite the name
@@ -389,6 +394,7 @@ class TestDataset(Dataset):
             raise UserError(f"frame step must be >= 1, got {frame_step}")
         self.protocol, self.subjects = _open_split(data_root, protocol, "test", subjects, downsample=downsample,
                                                    cache_mb=cache_mb)
+        self.num_keypoints = common_keypoint_count(self.subjects)
         inputs = tuple(input_cams) if input_cams is not None else self.protocol.input_cams
         targets = tuple(target_cams) if target_cams is not None else self.protocol.target_cams
         self.cameras: dict[str, tuple[list[int], list[int]]] = {}

@@ -21,7 +21,7 @@ class SourceViews:
     masks: torch.Tensor       # (V, 1, H, W) foreground masks, 0/1
     K: torch.Tensor           # (V, 3, 3) intrinsics in pixels (after any downsampling)
     Rt: torch.Tensor          # (V, 3, 4) world-to-camera [R|t], t in metres
-    keypoints: torch.Tensor   # (K, 3) 3D keypoints in SMPL joint order, world metres
+    keypoints: torch.Tensor   # (K, 3) 3D keypoints, world metres (by default K = 24 body joints, SMPL order)
 
     @property
     def num_views(self) -> int:

@@ -5,7 +5,8 @@ One :class:`ZJUSubject` per ``CoreView_<id>/`` folder (see ``/work/shared/spec/z
     annots.npy                      cameras (K, R, T in millimetres, D) and per-frame image paths
     Camera_B<c>/<frame:06d>.jpg     or, for subjects 313/315, ``Camera (<c>)/`` with long 1-based names
     mask/<camera>/<stem>.png        foreground masks; mask_cihp/ likewise; the union is used
-    joints3d/<i>.npy                (24, 3) world keypoints, metres
+    joints3d/<i>.npy                (K, 3) world keypoints, metres (K = 24 SMPL-order body joints for
+                                    ZJU-MoCap; any K the same in every frame, e.g. facial landmarks)
     vertices/<i>.npy | new_vertices/<i>.npy   (N, 3) body vertices -> person box
     params/<i>.npy   | new_params/<i>.npy     pickled dict with Rh (axis-angle) and Th
 
@@ -40,6 +41,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MASK_FOLDERS = ("mask", "mask_cihp")
 #: Camera folder numbers of subjects 313/315 (21 cameras): index i -> ``Camera (<n>)``.
 ZJU_313_CAMERA_NUMBERS = list(range(1, 20)) + [22, 23]
+#: Keypoints per frame of ZJU-MoCap and the body sets (SMPL joint order); other sets may have any count.
 NUM_KEYPOINTS = 24
 #: z margin added below and above the vertex box (metres), as the reference readers do.
 BOUNDS_Z_MARGIN = 0.05
@@ -150,6 +152,24 @@ def load_point_array(path: Path, what: str, num_points: int | None = None) -> np
     return arr.astype(np.float32)
 
 
+def keypoint_count_mismatch(counts: dict[str, int]) -> str:
+    """The message for subjects (name or path -> K) whose keypoint counts differ."""
+    groups: dict[int, list[str]] = {}
+    for name, count in counts.items():
+        groups.setdefault(count, []).append(str(name))
+    listed = "; ".join(f"{count} in {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                       for count, names in sorted(groups.items()))
+    return f"subjects with different keypoint counts ({listed}): one model takes one count; use them apart"
+
+
+def common_keypoint_count(subjects: dict[str, "ZJUSubject"]) -> int:
+    """K shared by every subject (name -> subject); UserError naming them when the counts differ."""
+    counts = {subject.path: subject.num_keypoints for subject in subjects.values()}
+    if len(set(counts.values())) > 1:
+        raise UserError(keypoint_count_mismatch(counts))
+    return next(iter(counts.values()))
+
+
 class _ViewCache:
     """A per-process LRU of prepared views, bounded in bytes."""
 
@@ -189,7 +209,8 @@ class ZJUSubject:
         undistort: apply the distortion vector D (False only for experiments).
 
     Attributes:
-        path, name, num_cameras, frames (list[int], annots order), downsample.
+        path, name, num_cameras, frames (list[int], annots order), downsample; :attr:`num_keypoints` (read
+        from the first frame's keypoints file).
     """
 
     def __init__(self, path: str | Path, downsample: float = 0.5,
@@ -206,6 +227,7 @@ class ZJUSubject:
         self._cache = _ViewCache(cache_mb * 2 ** 20)
         self._folder_index: dict[Path, dict[int, str]] = {}
         self._stored_size: tuple[int, int] | None = None
+        self._num_keypoints: int | None = None
         self._parse_annots()
 
     # ----------------------------------------------------------------- annotations
@@ -442,9 +464,18 @@ class ZJUSubject:
         return image, mask
 
     # ----------------------------------------------------------------- body
+    @property
+    def num_keypoints(self) -> int:
+        """K, the keypoints per frame: the row count of the first listed frame's ``joints3d`` file (every
+        other frame must have as many)."""
+        if self._num_keypoints is None:
+            self._num_keypoints = len(load_point_array(self.keypoints_path(self.frames[0]), "keypoints"))
+        return self._num_keypoints
+
     def keypoints(self, frame: int) -> np.ndarray:
-        """(24, 3) float32 world keypoints (SMPL joint order, metres) from ``joints3d/<frame>.npy``."""
-        return load_point_array(self.keypoints_path(frame), "keypoints", NUM_KEYPOINTS)
+        """(K, 3) float32 world keypoints (metres) from ``joints3d/<frame>.npy``: K = :attr:`num_keypoints`
+        (24 in SMPL joint order for bodies)."""
+        return load_point_array(self.keypoints_path(frame), "keypoints", self.num_keypoints)
 
     def vertices(self, frame: int) -> np.ndarray:
         """(N, 3) float32 body vertices (world metres)."""

@@ -24,7 +24,7 @@ from ..data.protocol import PROTOCOL_NAMES, TestDataset, load_protocol
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
 from ..fileio import atomic_write_text
-from ..model.checkpoint import load_model, resolve_checkpoint_path
+from ..model.checkpoint import check_keypoint_count, load_model, resolve_checkpoint_path
 from ..options import (add_checkpoint_argument, add_downsample_argument, add_sampling_arguments, check_minimums,
                        check_source_views, sampling_option_minimums, sampling_overrides)
 from ..paths import check_out_dir
@@ -190,6 +190,7 @@ def run(args) -> int:
     count = len(dataset) if args.max_images is None else min(len(dataset), args.max_images)
     _check_views(dataset, count)
     model, _, info = load_model(checkpoint, device)
+    check_keypoint_count(model.cfg.num_keypoints, dataset.num_keypoints, info["path"], data)
     render_cfg = RenderConfig.for_checkpoint(info, **sampling_overrides(args))
 
     # an earlier run's results stay whole until this one is: images are staged beside them and metrics.json

@@ -264,6 +264,15 @@ def _model_from_package_state(cfg_dict: dict, state: dict, source: str) -> Keypo
     return model
 
 
+def check_keypoint_count(model_keypoints: int, data_keypoints: int, checkpoint: str | Path, data: str | Path
+                         ) -> None:
+    """Refuse data whose keypoint count K differs from the model's (a checkpoint's model config records its K,
+    ``num_keypoints``); the message names both counts, the checkpoint and the data."""
+    if model_keypoints != data_keypoints:
+        raise UserError(f"{checkpoint}: the model takes {model_keypoints} keypoints per frame, but {data} has "
+                        f"{data_keypoints}; use a model trained on data with {data_keypoints} keypoints")
+
+
 def resolve_checkpoint_path(path: str | Path) -> Path:
     """A file, or a run folder (its ``checkpoints/last.ckpt``, else ``model.ckpt``)."""
     path = Path(path)

@@ -165,6 +165,9 @@ class KeypointNeRF(nn.Module):
         count, _, height, width = images.shape
         if masks.shape != (count, 1, height, width):
             raise ValueError(f"masks have shape {tuple(masks.shape)}, expected {(count, 1, height, width)}")
+        if views.keypoints.shape != (self.cfg.num_keypoints, 3):
+            raise ValueError(f"keypoints have shape {tuple(views.keypoints.shape)}, expected "
+                             f"({self.cfg.num_keypoints}, 3) (model.num_keypoints)")
         multiple = self.cfg.size_multiple
         pad_bottom, pad_right = -height % multiple, -width % multiple
         if pad_bottom or pad_right:

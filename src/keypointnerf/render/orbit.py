@@ -15,7 +15,8 @@ model made the file. The 24 keypoints, however, are in SMPL joint order for both
   X x Y = +Z, anny X x Z = -Y), made orthogonal to up.
 
 ``Rh`` is used only to check the result (:func:`rh_body_frame`, canonical frame picked from the keys of the
-params file) and as the fallback when the keypoints are degenerate (coincident hips, hips along the spine).
+params file) and as the fallback when the keypoints are degenerate (coincident hips, hips along the spine) or
+are not the 24 body joints (another keypoint set, such as facial landmarks: ``Rh`` alone gives the frame).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UserError
 from ..geometry import look_at, orthogonal_unit, unit
 
 PELVIS, LEFT_HIP, RIGHT_HIP, NECK = 0, 1, 2, 12
@@ -77,8 +79,10 @@ def orbit_cameras(center, up, forward, count: int, radius_m: float, elevation_de
 # ----------------------------------------------------------------------------------------------- body frame
 def keypoint_body_frame(keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Up and facing unit vectors (3,) of a body from its (24, 3) SMPL-order keypoints (see the module docstring).
-    Raises ValueError when the keypoints are degenerate."""
+    Raises ValueError when the keypoints are degenerate or not 24."""
     keypoints = np.asarray(keypoints, dtype=np.float64)
+    if keypoints.shape != (24, 3):
+        raise ValueError(f"{len(keypoints)} keypoints are not the 24 SMPL-order body joints")
     up = unit(keypoints[NECK] - keypoints[PELVIS])
     left = keypoints[LEFT_HIP] - keypoints[RIGHT_HIP]
     facing = orthogonal_unit(np.cross(left, up), up)
@@ -130,9 +134,11 @@ def describe_body_frame(subject, frame: int) -> tuple[np.ndarray, np.ndarray, di
     try:
         up, facing = keypoint_body_frame(subject.keypoints(frame))
         info["source"] = "keypoints"
-    except ValueError:
+    except ValueError as exc:
         if rh_frame is None:
-            raise
+            raise UserError(f"{subject.keypoints_path(frame)}: cannot tell the body's up and facing directions "
+                            f"({exc}) and {subject.params_path(frame)} gives no usable Rh "
+                            f"({info.get('rh_error')})") from None
         up = unit(rh_frame[0])
         facing = orthogonal_unit(rh_frame[1], up)
         info["source"] = "Rh"

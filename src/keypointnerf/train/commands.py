@@ -56,9 +56,9 @@ def register(subparsers) -> None:
                     "the end, model.ckpt. A killed run continues with --resume from its last checkpoint (same global "
                     "step, optimizer state and learning rate).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--preset", default=None, choices=("zju", "small"),
-                        help="zju: the official recipe; small: a CPU-sized model (default: zju; with --resume the "
-                             "run's own config)")
+    parser.add_argument("--preset", default=None, choices=("zju", "small", "head"),
+                        help="zju: the official recipe; small: a CPU-sized model; head: small for close-range heads "
+                             "(synth --subject head) (default: zju; with --resume the run's own config)")
     parser.add_argument("--data", metavar="PATH", help="subject folder or folder of subjects (ZJU-MoCap layout)")
     parser.add_argument("-o", "--out", required=True, metavar="RUN_DIR", help="run folder")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -118,6 +118,7 @@ def _prepare_config(args, out: Path, init_model=None):
         if saved.cfg != cfg.model:
             raise UserError(f"{args.resume_from}: its model architecture differs from {out / 'config.yaml'}; "
                             "resume with the config the run was started with")
+        _take_keypoint_count(cfg, str(args.resume_from))
         return cfg
 
     cfg = train_preset(args.preset or "zju")
@@ -133,7 +134,33 @@ def _prepare_config(args, out: Path, init_model=None):
         cfg.loss.vgg_weights = args.vgg_weights
     if cfg.loss.vgg_weights:
         cfg.loss.vgg_weights = str(Path(cfg.loss.vgg_weights).resolve())
+    if init_model is not None:
+        _take_keypoint_count(cfg, args.init)
+    elif any(item.split("=", 1)[0].strip() == "model.num_keypoints" for item in args.overrides):
+        _take_keypoint_count(cfg, "--set model.num_keypoints")
+    else:
+        _take_keypoint_count(cfg, None)
     return cfg
+
+
+def _take_keypoint_count(cfg, fixed_by: str | None) -> None:
+    """The model takes K keypoints, the count of the training data: a new run's model is made for it; a
+    model whose K is fixed already (``fixed_by``: the --resume or --init checkpoint, or --set) must match it.
+    Every DDP process reads it (a cheap look at each training subject's first keypoints file)."""
+    from ..data.protocol import load_protocol, open_subjects
+    from ..data.zju import common_keypoint_count
+    from ..model.checkpoint import check_keypoint_count
+    root = Path(cfg.data.root)
+    if not cfg.data.root or not root.is_dir():
+        return   # refused with the other data problems (see _check_data)
+    names = list(load_protocol(cfg.data.protocol, root).train)
+    if not names:
+        return   # refused with the other data problems (no training frames)
+    count = common_keypoint_count(open_subjects(root, names, downsample=cfg.data.downsample, cache_mb=0))
+    if fixed_by is None:
+        cfg.model.num_keypoints = count
+    else:
+        check_keypoint_count(cfg.model.num_keypoints, count, fixed_by, root)
 
 
 # model settings a fine-tuning run (--init) may change: none of them reshapes a weight or changes what a layer's

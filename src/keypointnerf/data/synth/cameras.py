@@ -48,14 +48,14 @@ class Rig:
     settings: dict  # the drawn rig parameters, for the subject's metadata
 
 
-def _roll(Rt: np.ndarray, angle: float) -> np.ndarray:
+def roll(Rt: np.ndarray, angle: float) -> np.ndarray:
     """Rotate a world-to-camera [R|t] about the camera's optical axis."""
     c, s = np.cos(angle), np.sin(angle)
     roll = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
     return roll @ Rt
 
 
-def _focal_for_fill(R: np.ndarray, t: np.ndarray, body_points: np.ndarray, width: int, height: int,
+def focal_for_fill(R: np.ndarray, t: np.ndarray, body_points: np.ndarray, width: int, height: int,
                     principal: np.ndarray, fill: np.ndarray) -> np.ndarray:
     """(C,) focal lengths (pixels) making the person span ``fill`` of the image in the tighter direction, measured
     from the principal point to the far edge over all frames."""
@@ -70,6 +70,30 @@ def _focal_for_fill(R: np.ndarray, t: np.ndarray, body_points: np.ndarray, width
         high = axis_values.max(axis=1)
         half.append(np.minimum(room_low / np.maximum(low, 1e-6), room_high / np.maximum(high, 1e-6)))
     return np.minimum(*half)
+
+
+def keep_within_depths(position: np.ndarray, forward: np.ndarray, points: np.ndarray,
+                       depth_range: tuple[float, float]) -> np.ndarray:
+    """The camera ``position`` (3,) moved along its unit viewing direction ``forward`` (3,) so that every one of
+    ``points`` (N, 3) lies ``depth_range`` (near, far) metres deep, where that is possible."""
+    depths = (points - position) @ forward
+    return position - forward * (max(0.0, depth_range[0] - depths.min()) - max(0.0, depths.max() - depth_range[1]))
+
+
+def jittered_principal_points(rng: np.random.Generator, num_cameras: int, width: int, height: int,
+                              jitter: float) -> np.ndarray:
+    """(C, 2) principal points up to ``jitter`` of the image size off its centre, pixels."""
+    return np.stack([(width - 1) / 2 + rng.uniform(-jitter, jitter, num_cameras) * width,
+                     (height - 1) / 2 + rng.uniform(-jitter, jitter, num_cameras) * height], axis=1)
+
+
+def intrinsics(focal: np.ndarray, principal: np.ndarray) -> np.ndarray:
+    """(C, 3, 3) pinhole intrinsics from focal lengths (C,) and principal points (C, 2), pixels."""
+    K = np.zeros((len(focal), 3, 3))
+    K[:, 0, 0] = K[:, 1, 1] = focal
+    K[:, :2, 2] = principal
+    K[:, 2, 2] = 1.0
+    return K
 
 
 def ring_cameras(rng: np.random.Generator, num_cameras: int, resolution: int, body_points: np.ndarray) -> Rig:
@@ -123,23 +147,15 @@ def varied_cameras(rng: np.random.Generator, num_cameras: int, resolution: int, 
         position = np.array([centre[0] + distance * np.cos(azimuth), centre[1] + distance * np.sin(azimuth),
                              rng.uniform(height_low, height_high)])
         target = centre + np.array([*rng.uniform(-0.1, 0.1, 2), rng.uniform(-0.25, 0.25)])
-        # keep the whole person within DEPTH_RANGE: move the camera along its line of sight where needed
         forward = (target - position) / np.linalg.norm(target - position)
-        depths = (body_points - position) @ forward
-        position = position - forward * (max(0.0, DEPTH_RANGE[0] - depths.min())
-                                         - max(0.0, depths.max() - DEPTH_RANGE[1]))
-        Rt = _roll(look_at(position, target, WORLD_UP), np.radians(rng.uniform(-4, 4)))
+        position = keep_within_depths(position, forward, body_points, DEPTH_RANGE)
+        Rt = roll(look_at(position, target, WORLD_UP), np.radians(rng.uniform(-4, 4)))
         Rs.append(Rt[:, :3])
         ts.append(Rt[:, 3])
     R, t = np.stack(Rs), np.stack(ts)
-    principal = np.stack([(width - 1) / 2 + rng.uniform(-0.06, 0.06, num_cameras) * width,
-                          (height - 1) / 2 + rng.uniform(-0.06, 0.06, num_cameras) * height], axis=1)
+    principal = jittered_principal_points(rng, num_cameras, width, height, 0.06)
     fill = np.clip(fill_mean * rng.uniform(0.92, 1.08, num_cameras), 0.3, 0.95)
-    focal = _focal_for_fill(R, t, body_points, width, height, principal, fill)
-    K = np.zeros((num_cameras, 3, 3))
-    K[:, 0, 0] = K[:, 1, 1] = focal
-    K[:, :2, 2] = principal
-    K[:, 2, 2] = 1.0
+    K = intrinsics(focal_for_fill(R, t, body_points, width, height, principal, fill), principal)
     settings = {"family": "varied", "distance_m": round(float(distance_mean), 3),
                 "height_m": [round(float(height_low), 3), round(float(height_high), 3)],
                 "fill": round(float(fill_mean), 3), "spacing_jitter": round(float(spacing_jitter), 3),

@@ -11,7 +11,7 @@ from .writer import generate
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "synth", help="generate synthetic people (anny body model) in the ZJU-MoCap layout",
+        "synth", help="generate synthetic people or heads (anny body model) in the ZJU-MoCap layout",
         description="Generate synthetic people with the anny body model: random adult shapes, textured clothes, "
                     "poses over the joints' full range, random lights, rendered on the CPU into a rig of calibrated "
                     "cameras (with a camera's blur, noise and JPEG, and inexact mattes) and "
@@ -36,6 +36,10 @@ def register(subparsers) -> None:
                         help="camera effects in place of the style's: none (exact renders on black, exact masks) or "
                              "real (background plates, blur, noise, JPEG, inexact mattes); the same seed draws the "
                              "same people, poses, lights and rigs either way (default: the style's)")
+    parser.add_argument("--subject", default="body", choices=("body", "head"),
+                        help="body: whole people, keypoints the 24 SMPL-order joints; head: close-range head-and-neck "
+                             "captures with facial expressions, cameras 0.4-1.2 m in front of the face, keypoints 22 "
+                             "facial landmarks (train them with --preset head)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="rendering processes (default: one per CPU core)")
     parser.add_argument("--force", action="store_true",
@@ -54,8 +58,10 @@ def run(args) -> int:
         raise UserError("no output folder: give OUT (or --out DIR)")
     summary = generate(out, subjects=args.subjects, frames=args.frames, cameras=args.cameras,
                        resolution=args.resolution, seed=args.seed, workers=args.workers, force=args.force,
-                       progress=not args.no_progress, style=args.style, effects=args.effects)
-    print(f"keypointnerf synth: {len(summary['subjects'])} {args.style} subjects x {args.frames} frames x "
+                       progress=not args.no_progress, style=args.style, subject=args.subject,
+                       effects=args.effects)
+    kind = "heads" if args.subject == "head" else "subjects"
+    print(f"keypointnerf synth: {len(summary['subjects'])} {args.style} {kind} x {args.frames} frames x "
           f"{args.cameras} cameras (resolution {args.resolution}) in {summary['out']}: {summary['frames_rendered']} frames rendered, "
           f"{summary['frames_skipped']} already done, {summary['seconds']:.1f} s")
     return 0

@@ -181,6 +181,20 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
+def key_frame_indices(rng: np.random.Generator, frames: int, motion: str) -> list[int]:
+    """The frames that get a key pose: every frame (``"poses"``), or frame 0 and then every 8-20 frames, up to
+    the first one at or past the last frame (``"sequence"``; at least two keys)."""
+    if motion == "poses":
+        return list(range(frames))
+    key_frames, frame = [0], 0
+    while frame < frames - 1:
+        frame += int(rng.integers(8, 21))
+        key_frames.append(frame)
+    if len(key_frames) < 2:  # a one-frame sequence still blends between two keys
+        key_frames.append(1)
+    return key_frames
+
+
 def sample_family_motion(rng: np.random.Generator, frames: int, families: tuple[str, ...],
                          weights: tuple[float, ...], motion: str) -> dict:
     """A motion built from key poses of ``families`` (drawn with ``weights``).
@@ -197,15 +211,7 @@ def sample_family_motion(rng: np.random.Generator, frames: int, families: tuple[
     p = np.asarray(weights, np.float64) / np.sum(weights)
     bounds = limits()
     times = np.arange(frames) * FRAME_INTERVAL
-    if motion == "poses":
-        key_frames = list(range(frames))
-    else:
-        key_frames, frame = [0], 0
-        while frame < frames - 1:
-            frame += int(rng.integers(8, 21))
-            key_frames.append(frame)
-        if len(key_frames) < 2:  # a one-frame sequence still blends between two keys
-            key_frames.append(1)
+    key_frames = key_frame_indices(rng, frames, motion)
     chosen = [str(rng.choice(families, p=p)) for _ in key_frames]
     keys = [key_pose(rng, family) for family in chosen]
 

@@ -73,12 +73,15 @@ def pixel_rays(K: np.ndarray, R: np.ndarray, t: np.ndarray, height: int, width: 
 
 def render_views(vertices: np.ndarray, faces: np.ndarray, attributes: np.ndarray, look: dict,
                  landmarks: dict[str, float], K: np.ndarray, R: np.ndarray, t: np.ndarray, width: int, height: int,
-                 lighting: dict, effects: dict, plate_seed: list[int], frame_seed: list[int]):
+                 lighting: dict, effects: dict, plate_seed: list[int], frame_seed: list[int],
+                 albedo=appearance.albedo):
     """Render a posed mesh from C cameras.
 
     Args:
         vertices (V, 3) world metres; faces (T, 3); attributes (V, NUM_ATTRIBUTES) from
-        :func:`appearance.vertex_attributes`; K (C, 3, 3), R (C, 3, 3), t (C, 3) metres; lighting from
+        :func:`appearance.vertex_attributes`, or (T, 3, A) per triangle corner (attributes that differ across
+        UV seams, e.g. :func:`head.corner_attributes`); albedo(look, landmarks, interpolated attributes (N, A))
+        -> (N, 3) colours; K (C, 3, 3), R (C, 3, 3), t (C, 3) metres; lighting from
         :func:`lighting.sample_lighting`; effects from :func:`camera_effects.sample_effects`; plate_seed: seeds
         the cameras' background plates (the same in every frame); frame_seed: seeds this frame's noise and
         shadow-ray jitter.
@@ -96,14 +99,15 @@ def render_views(vertices: np.ndarray, faces: np.ndarray, attributes: np.ndarray
         origins, directions = pixel_rays(K[c], R[c], t[c], height, width)
         hit, triangles, barycentric = caster.cast(origins, directions)
         corners = faces[triangles]  # (H, 3)
-        interpolated = np.einsum("hk,hka->ha", barycentric, attributes[corners])
+        corner_values = attributes[triangles] if attributes.ndim == 3 else attributes[corners]
+        interpolated = np.einsum("hk,hka->ha", barycentric, corner_values)
         normal = np.einsum("hk,hka->ha", barycentric, normals[corners])
         normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
         facing = np.sum(normal * directions[hit], axis=1) > 0
         normal[facing] *= -1  # seen from behind (thin parts, interpolation): light the visible side
         points = np.einsum("hk,hka->ha", barycentric, vertices[corners])
         visible = lights.visibility(caster, points, normal, lighting, rng)
-        colour = lights.shade(appearance.albedo(look, landmarks, interpolated), normal, lighting, visible)
+        colour = lights.shade(albedo(look, landmarks, interpolated), normal, lighting, visible)
         picture = np.zeros((height * width, 3))
         picture[hit] = colour
         plate = camera_effects.background_plate((*plate_seed, c), height, width) if effects["background"] else None

@@ -7,12 +7,14 @@
     <out>/synth_000/Camera_B<c>/<frame:06d>.jpg          c = 1..C
     <out>/synth_000/mask/Camera_B<c>/<frame:06d>.png     0/255 (the ray hits; with camera effects, a matte
                                                          whose edge is off by about a pixel)
-    <out>/synth_000/joints3d/<frame>.npy  (24, 3) float32 world keypoints (SMPL order, anny bone heads)
-    <out>/synth_000/vertices/<frame>.npy  (V, 3) float32 anny vertices, world metres
+    <out>/synth_000/joints3d/<frame>.npy  (24, 3) float32 world keypoints (SMPL order, anny bone heads); heads
+                                          (``subject="head"``): (22, 3) facial landmarks (``head.FACE_LANDMARKS``)
+    <out>/synth_000/vertices/<frame>.npy  (V, 3) float32 anny vertices, world metres (heads: the head and neck)
     <out>/synth_000/params/<frame>.npy    pickled dict: Rh (1, 3) axis-angle, Th (1, 3) metres
                                           (x_world = R(Rh) (x_anny - root_anny) + Th), anny_pose (K, 3) extrinsic
                                           XYZ angles of anny_pose_bones, anny_phenotype (6,) of
-                                          anny_phenotype_labels
+                                          anny_phenotype_labels; heads also anny_expression (E,) of
+                                          anny_expression_units
 
 World: metres, +Z up, feet on z = 0, the person near the origin. Every file is written under a temporary name
 and renamed, so an interrupted run leaves only complete files; a frame is finished when all its files exist,
@@ -38,7 +40,7 @@ from tqdm import tqdm
 
 from ... import __version__
 from ...errors import UserError
-from . import appearance, body, camera_effects, cameras as camera_rig, lighting as lights, poses, render, styles
+from . import appearance, body, camera_effects, cameras as camera_rig, head, lighting as lights, poses, render, styles
 
 #: Bump whenever the generated content changes for given arguments: resuming across versions is refused.
 SYNTH_VERSION = 2
@@ -47,6 +49,7 @@ SPLIT = "split.json"
 SUBJECT_FILE = "subject.json"  # what one subject drew: style, shape, look, motion, lights, rig, camera effects
 SUBJECT_PATTERN = re.compile(r"synth_\d{3,}")
 TEMP_SUFFIX = ".partial"
+SUBJECT_KINDS = ("body", "head")
 #: Stored sizes are multiples of this: the reader halves them to multiples of 128, which the encoders take
 #: without padding.
 RESOLUTION_MULTIPLE = 256
@@ -157,7 +160,7 @@ def _render_frame(task: dict) -> tuple[int, int]:
     images, masks = render.render_views(
         task["vertices"], _WORKER_FACES, task["attributes"], task["look"], task["landmarks"], task["K"], task["R"],
         task["t"], task["width"], task["height"], task["lighting"], task["effects"], task["plate_seed"],
-        task["frame_seed"])
+        task["frame_seed"], task.get("albedo", appearance.albedo))
     for cam in range(len(images)):
         save_image_atomic(subject_dir / camera_folder(cam) / f"{frame:06d}.jpg", images[cam],
                           task["effects"]["jpeg_quality"])
@@ -170,6 +173,13 @@ def _render_frame(task: dict) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------------------------- planning
+def _draw_effects(rng: np.random.Generator, style: styles.Style, effects: str | None) -> dict:
+    """The camera effects of a subject: the style's draw, then ``effects``' in its place when that is another
+    level (the style's is drawn all the same, so that a seed keeps its people, poses, lights and rigs)."""
+    drawn = camera_effects.sample_effects(rng, style.effects)
+    return drawn if effects is None or effects == style.effects else camera_effects.sample_effects(rng, effects)
+
+
 class _SubjectPlan:
     """One subject: its body over all frames, cameras, look, lights and camera effects (all drawn from ``seed``
     and the index)."""
@@ -195,10 +205,7 @@ class _SubjectPlan:
         self.rig = camera_rig.sample_rig(rng, style.rig, num_cameras, resolution, points)
         self.K, self.R, self.t = self.rig.K, self.rig.R, self.rig.t
         self.lighting = lights.sample_lighting(rng, _weighted_choice(rng, style.lighting))
-        self.effects = camera_effects.sample_effects(rng, style.effects)
-        if effects is not None and effects != style.effects:
-            # drawn above all the same, so that the people, poses, lights and rigs stay those of the style's set
-            self.effects = camera_effects.sample_effects(rng, effects)
+        self.effects = _draw_effects(rng, style, effects)
 
     def params(self, frame: int) -> dict:
         return {
@@ -248,13 +255,68 @@ class _SubjectPlan:
         self.posed.vertices = self.posed.vertices[:, :0]
 
 
+class _HeadPlan(_SubjectPlan):
+    """One head subject (``subject="head"``, see :mod:`.head`): shape, face look, expressions and head poses,
+    a face rig, lights and camera effects (drawn from ``seed`` and the index)."""
+
+    def __init__(self, model, part_weights, mesh: "_HeadMesh", index: int, seed: int, frames: int,
+                 num_cameras: int, resolution: int, style: styles.Style, effects: str | None = None):
+        rng = np.random.default_rng([seed, index, 7])   # heads and bodies of one seed differ
+        self.index, self.name, self.seed, self.style = index, subject_name(index), seed, style
+        phenotype, stature = body.sample_phenotype(rng)
+        self.phenotype = body.fit_height(model, phenotype, stature)
+        self.look = head.sample_face_look(rng, appearance.sample_look(rng, style.look, style.textures or None))
+        kind = _weighted_choice(rng, style.motions) if style.motions else "sequence"
+        motion = head.sample_head_motion(rng, frames, kind)
+        self.motion_summary = {"motion": kind, "expressions": motion["expressions"],
+                               "key_frames": motion["key_frames"]}
+        self.posed = head.pose_heads(model, self.phenotype, motion, mesh.vertices)
+        vertex_attributes, self.landmarks = appearance.vertex_attributes(
+            self.posed.rest_vertices, self.posed.rest_heads, part_weights)
+        self.attributes = head.corner_attributes(vertex_attributes, mesh.full_faces, mesh.corner_uv)
+        points = self.posed.vertices.reshape(-1, 3).astype(np.float64)
+        centre = (points.min(axis=0) + points.max(axis=0)) / 2   # the head-and-neck box: it fills the images
+        ears = self.posed.keypoints[0, [head.LANDMARK_NAMES.index("ear_left"), head.LANDMARK_NAMES.index("ear_right")]]
+        facing = self.posed.keypoints[0, head.LANDMARK_NAMES.index("nose_tip")] - ears.mean(axis=0)
+        self.rig = head.face_rig(rng, num_cameras, resolution, points[::3], centre, facing)
+        self.K, self.R, self.t = self.rig.K, self.rig.R, self.rig.t
+        self.lighting = lights.sample_lighting(rng, _weighted_choice(rng, style.lighting))
+        self.effects = _draw_effects(rng, style, effects)
+
+    def params(self, frame: int) -> dict:
+        return {**super().params(frame), "anny_pose_bones": list(head.HEAD_BONES),
+                "anny_expression": self.posed.expression[frame].astype(np.float32),
+                "anny_expression_units": list(head.EXPRESSION_UNITS)}
+
+    def task(self, subject_dir: Path, frame: int) -> dict:
+        return {**super().task(subject_dir, frame), "albedo": head.albedo}
+
+    def summary(self) -> dict:
+        return {**super().summary(), "subject": "head"}
+
+
+class _HeadMesh:
+    """The head-and-neck part of anny's mesh: ``vertices`` (V',) kept indices, ``faces`` (T', 3) renumbered into
+    them, ``full_faces`` (T', 3) the same triangles in full-mesh numbering, ``corner_uv`` (T', 3, 2)."""
+
+    def __init__(self, model, part_weights):
+        faces = body.triangle_faces(model)
+        self.vertices = head.head_vertices(part_weights)
+        rows, self.faces = head.head_faces(faces, self.vertices)
+        self.full_faces = faces[rows]
+        uv = model.texture_coordinates.numpy()
+        self.corner_uv = uv[model.face_texture_coordinate_indices.numpy()[rows]]
+
+
 # ----------------------------------------------------------------------------------------------- output folder
 def _identity(subjects: int, frames: int, cameras: int, resolution: int, seed: int, style: str,
-              effects: str | None = None) -> dict:
+              effects: str | None = None, subject: str = "body") -> dict:
     arguments = {"subjects": subjects, "frames": frames, "cameras": cameras, "resolution": resolution,
                  "seed": seed, "style": style}
     if effects is not None:
         arguments["effects"] = effects
+    if subject != "body":  # body sets made before heads existed keep their identity (and resume)
+        arguments["subject"] = subject
     return {"format_version": SYNTH_VERSION, "anny_version": body.anny_version(), "arguments": arguments}
 
 
@@ -315,7 +377,8 @@ def _manifest(identity: dict, names: list[str], complete: bool, details: list[di
         "generator": "keypointnerf synth", **identity, "keypointnerf_version": __version__,
         "complete": complete, "subjects": names, "frame_interval_s": body.FRAME_INTERVAL,
         "world": "metres, +Z up, feet on z=0; cameras OpenCV world-to-camera, T in millimetres",
-        "keypoints": list(body.SMPL_JOINT_BONES),
+        "keypoints": list(head.LANDMARK_NAMES if identity["arguments"].get("subject") == "head"
+                          else body.SMPL_JOINT_BONES),
     }
     if details is not None:
         manifest["details"] = details
@@ -344,7 +407,7 @@ def _check_arguments(subjects, frames, cameras, resolution, seed, workers) -> No
 # ----------------------------------------------------------------------------------------------- entry point
 def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int = 23, resolution: int = 512,
              seed: int = 0, workers: int | None = None, force: bool = False, progress: bool = True,
-             style: str = "diverse", effects: str | None = None) -> dict:
+             style: str = "diverse", effects: str | None = None, subject: str = "body") -> dict:
     """Generate (or resume) a synthetic set of anny people in the ZJU-MoCap layout (see the module docstring).
 
     Args:
@@ -358,6 +421,8 @@ def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int
         effects: a level of :data:`camera_effects.EFFECT_LEVELS` in place of the style's (None: the style's);
             the people, poses, lights and rigs stay those the style draws with the same seed, so ``none`` gives
             clean renders of the same set.
+        subject: ``"body"`` (whole people) or ``"head"`` (close-range heads with facial landmarks, see
+            :mod:`.head`; the style gives their looks, lights and camera effects).
     Returns:
         ``{"out", "subjects", "frames_rendered", "frames_skipped", "resumed", "seconds"}``.
     Raises:
@@ -367,12 +432,14 @@ def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int
     style_spec = styles.get_style(style)
     if effects is not None and effects not in camera_effects.EFFECT_LEVELS:
         raise UserError(f"--effects {effects!r}: expected one of {', '.join(camera_effects.EFFECT_LEVELS)}")
+    if subject not in SUBJECT_KINDS:
+        raise UserError(f"--subject {subject!r}: expected one of {', '.join(SUBJECT_KINDS)}")
     _check_arguments(subjects, frames, cameras, resolution, seed, workers)
     subjects, frames, cameras, resolution, seed, workers = map(int, (subjects, frames, cameras, resolution, seed,
                                                                      workers))
     started = time.monotonic()
     out = Path(out)
-    identity = _identity(subjects, frames, cameras, resolution, seed, style, effects)
+    identity = _identity(subjects, frames, cameras, resolution, seed, style, effects, subject)
     resumed = _prepare_output(out, identity, force)
     names = [subject_name(i) for i in range(subjects)]
     if not resumed:
@@ -383,10 +450,18 @@ def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int
         faces = body.triangle_faces(model)
         weights, parts = body.skinning_parts(model, appearance.part_of_bone)
         part_weights = weights[:, [parts.index(p) for p in appearance.PARTS]]
+        head_mesh = _HeadMesh(model, part_weights) if subject == "head" else None
+        if head_mesh is not None:
+            faces = head_mesh.faces
 
         def plans() -> Iterator[_SubjectPlan]:
             for index in range(subjects):
-                yield _SubjectPlan(model, part_weights, index, seed, frames, cameras, resolution, style_spec, effects)
+                if head_mesh is not None:
+                    yield _HeadPlan(model, part_weights, head_mesh, index, seed, frames, cameras, resolution,
+                                    style_spec, effects)
+                else:
+                    yield _SubjectPlan(model, part_weights, index, seed, frames, cameras, resolution, style_spec,
+                                       effects)
 
         plans_by_index: dict[int, _SubjectPlan] = {}
         remaining: dict[int, int] = {}
