@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from render_speed import peak_memory_mb, reset_peak_memory  # noqa: E402
 
 from keypointnerf.configio import to_dict  # noqa: E402
+from keypointnerf.data.sample import Sample  # noqa: E402
 from keypointnerf.errors import UserError  # noqa: E402
 from keypointnerf.paths import cache_dir  # noqa: E402
 from keypointnerf.render.renderer import RenderStats  # noqa: E402
@@ -111,7 +112,7 @@ class Stepper:
         render = train_module.render_pixels
         train_module.render_pixels = lambda *a, **k: render(*a, **k, stats=self.stats)
 
-    def step(self, sample: dict, render_cfg, seed: int = 1):
+    def step(self, sample: Sample, render_cfg, seed: int = 1):
         """-> seconds, peak MB added over the memory in use before, loss, gradients (name -> tensor), stats."""
         module = self.module
         module.model.load_state_dict(self.initial)
@@ -136,7 +137,7 @@ class Stepper:
         return seconds, added, loss, grads, self.stats
 
 
-def loader_steps(stepper: Stepper, cfg, steps: int) -> tuple[dict, float]:
+def loader_steps(stepper: Stepper, cfg, steps: int) -> tuple[Sample, float]:
     """``steps`` training steps fed by the training data loader -> (first sample, share of the steps after the
     first spent waiting for data)."""
     data = train_module.TrainData(cfg)
@@ -207,15 +208,15 @@ def run(args) -> int:
     print(f"training path fed by the data loader ({cfg.data.loader_workers} workers):")
     sample, wait_share = loader_steps(stepper, cfg, args.steps)
     print(f"data_wait_share={wait_share:.3f} (of the steps after the first)")
-    views = tuple(sample["src_images"].shape[-2:])
-    print(f"comparison sample: {sample['meta']}, source views {views[1]}x{views[0]}")
+    views = tuple(sample.views.images.shape[-2:])
+    print(f"comparison sample: {sample.info}, source views {views[1]}x{views[0]}")
 
     base = resident_mb()
-    pixels = sample["pixels"]
+    pixels = sample.pixels
     rows = []   # (path, side, seconds, added MB, note)
 
     def measure(path: str, side: int):
-        sub = dict(sample, pixels=centred_patch(pixels, side))
+        sub = dataclasses.replace(sample, pixels=centred_patch(pixels, side))
         cfg_path = stepper.training_cfg if path == "training" else plain_settings(stepper.training_cfg, side * side)
         seconds, added, loss, grads, stats = stepper.step(sub, cfg_path)
         evaluations = (stats.geometry_evaluations + stats.color_evaluations) / (side * side)

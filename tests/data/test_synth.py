@@ -322,7 +322,7 @@ def test_zju_reader_loads_the_output(synth_set):
     np.testing.assert_allclose(Rt[:, 3], np.asarray(raw["T"][2]).reshape(3) / 1000, rtol=1e-5, atol=1e-6)
 
     train, test = TrainDataset(synth_set), TestDataset(synth_set)
-    assert {train[i]["meta"]["subject"] for i in range(len(train))} == {"synth_000"}
+    assert {train[i].info.subject for i in range(len(train))} == {"synth_000"}
     sample = test[0]
-    assert sample["meta"]["subject"] == "synth_001"
-    assert tuple(sample["src_images"].shape[-2:]) == (128, 128) and tuple(sample["keypoints"].shape) == (24, 3)
+    assert sample.info.subject == "synth_001"
+    assert tuple(sample.views.images.shape[-2:]) == (128, 128) and tuple(sample.views.keypoints.shape) == (24, 3)
