@@ -133,6 +133,8 @@ def test_an_unreadable_last_checkpoint_falls_back_to_the_newest_readable_one(run
     (["--set", "render.coarse_samples=-4"], "render.coarse_samples=-4: must be an integer >= 1"),
     (["--set", "model.tex_out_channels=-1"], "model.tex_out_channels=-1: must be an integer >= 1"),
     (["--set", "model.geo_mlp_hidden=2000000"], "GB of memory"),
+    (["--set", "data.keypoint_jitter_cm=nan"], "data.keypoint_jitter_cm=nan: must be finite and >= 0"),
+    (["--set", "data.keypoint_jitter_cm=-1"], "data.keypoint_jitter_cm=-1.0: must be finite and >= 0"),
 ])
 def test_settings_that_could_only_fail_later_are_refused_up_front(synth_set, tmp_path, capsys, option, message):
     out = tmp_path / "run"

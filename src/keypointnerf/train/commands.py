@@ -213,7 +213,8 @@ def _check_optimisation(cfg) -> None:
         raise UserError(f"optim.max_steps={optim.max_steps}: must be a positive number of steps, or -1 (no limit)")
     if not 0 < data.downsample <= 1:
         raise UserError(f"data.downsample={data.downsample}: must be in (0, 1]")
-    for name, value in (("data.cache_mb", data.cache_mb), ("optim.grad_clip", optim.grad_clip)):
+    for name, value in (("data.cache_mb", data.cache_mb), ("optim.grad_clip", optim.grad_clip),
+                        ("data.keypoint_jitter_cm", data.keypoint_jitter_cm)):
         if not 0 <= value < math.inf:
             raise UserError(f"{name}={value}: must be finite and >= 0")
     for name, value in (("optim.lr", optim.lr), ("optim.lr_final", optim.lr_final)):
