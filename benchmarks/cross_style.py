@@ -3,14 +3,15 @@
 
 usage: python benchmarks/cross_style.py --model NAME=CHECKPOINT [--model NAME=CHECKPOINT ...]
            --set NAME=DATA [--set NAME=DATA ...] [--protocol NAME=PROTOCOL ...] --out DIR [--noise 0,1,2,4]
-           [--frame-step N] [--seed S] [--plot FILE.png] [--threads N]
+           [--noise-sets NAME,...] [--frame-step N] [--max-images N] [--seed S] [--plot FILE.png] [--threads N]
 
 Each (model, set, keypoint noise) is one ``keypointnerf eval`` (the same protocol: 3 input views, bounding-
 rectangle PSNR / SSIM with data_range 1) written to ``DIR/<model>/<set>/noise<cm>/metrics.json``; a result that is
 already there is reused, so an interrupted run continues where it stopped. Typical sets: the test split of a
 ``synth --style diverse`` set (in distribution) and a ``synth --style heldout`` set (a style no training draw
 came from; ``--protocol heldout=all`` tests all its people, not only its split's test part). Prints one table: PSNR / SSIM per model, set and noise, and per model the drop from the first set to
-each other one; ``--plot`` draws PSNR and SSIM against the keypoint noise (needs matplotlib:
+each other one; ``--noise-sets`` limits the noisy runs to some sets (the others at noise 0 only), ``--max-images``
+keeps each evaluation to its first N images (people in order); ``--plot`` draws PSNR and SSIM against the keypoint noise (needs matplotlib:
 ``pip install -e '.[bench]'``). The last line is ``<model>_<set>_psnr=<x> ...`` at noise 0.
 """
 from __future__ import annotations
@@ -37,12 +38,19 @@ def _pairs(values: list[str], option: str, paths: bool = True) -> dict[str, str]
 
 def _evaluate(checkpoint: str, data: str, protocol: str, out: Path, noise: float, args) -> dict:
     metrics = out / "metrics.json"
-    if not metrics.is_file():
+    if metrics.is_file():
+        kept = json.loads(metrics.read_text())["protocol"]
+        if (kept.get("frame_step"), kept.get("max_images")) != (args.frame_step, args.max_images):
+            raise SystemExit(f"{metrics}: made with --frame-step {kept.get('frame_step')} --max-images "
+                             f"{kept.get('max_images')}, not the options given; choose another --out")
+    else:
         argv = ["eval", "--checkpoint", checkpoint, "--data", data, "--out", str(out), "--force", "--no-images",
                 "--protocol", protocol, "--keypoint-noise", f"{noise:g}", "--seed", str(args.seed),
                 "--device", "cpu"]
         if args.frame_step:
             argv += ["--frame-step", str(args.frame_step)]
+        if args.max_images:
+            argv += ["--max-images", str(args.max_images)]
         print(f"$ keypointnerf {' '.join(argv)}", flush=True)
         code = keypointnerf(argv)
         if code:
@@ -62,7 +70,10 @@ def _plot(results: dict, noises: list[float], first_set: str, path: Path) -> Non
     for (model, set_name), by_noise in results.items():
         style = "-" if set_name == first_set else "--"
         for axis, key in zip(axes, ("psnr", "ssim")):
-            axis.plot(noises, [by_noise[n][key] for n in noises], style, marker="o", label=f"{model}, {set_name}")
+            levels = sorted(by_noise)
+            if len(levels) < 2:
+                continue
+            axis.plot(levels, [by_noise[n][key] for n in levels], style, marker="o", label=f"{model}, {set_name}")
     for axis, label in zip(axes, ("PSNR (dB)", "SSIM")):
         axis.set_xlabel("Gaussian noise on the 3D keypoints (cm)")
         axis.set_ylabel(label)
@@ -85,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the eval protocol of set NAME (default auto)")
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument("--noise", default="0", help="keypoint noise levels in cm, comma-separated (default 0)")
+    parser.add_argument("--noise-sets", default=None, metavar="NAME,...",
+                        help="the sets evaluated at every noise level (default all; the others at noise 0 only)")
     parser.add_argument("--frame-step", type=int, default=None, metavar="N")
+    parser.add_argument("--max-images", type=int, default=None, metavar="N")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", default=None, metavar="FILE.png")
     parser.add_argument("--threads", type=int, default=None, metavar="N")
@@ -95,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(protocols) - set(sets)
     if unknown:
         raise SystemExit(f"--protocol names sets that --set does not give: {', '.join(sorted(unknown))}")
+    noise_sets = set(sets) if args.noise_sets is None else set(args.noise_sets.split(","))
+    if noise_sets - set(sets):
+        raise SystemExit("--noise-sets names sets that --set does not give: "
+                         + ", ".join(sorted(noise_sets - set(sets))))
     try:
         noises = sorted({float(n) for n in args.noise.split(",")})
     except ValueError:
@@ -111,11 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         for set_name, data in sets.items():
             results[(model, set_name)] = {
                 n: _evaluate(checkpoint, data, protocols.get(set_name, "auto"),
-                             out / model / set_name / f"noise{n:g}", n, args) for n in noises}
+                             out / model / set_name / f"noise{n:g}", n, args)
+                for n in (noises if set_name in noise_sets else noises[:1])}
 
     print(f"\n{'model':>14} {'set':>14} " + " ".join(f"{f'noise {n:g} cm':>17}" for n in noises))
     for (model, set_name), by_noise in results.items():
-        cells = " ".join(f"{by_noise[n]['psnr']:7.2f} / {by_noise[n]['ssim']:.4f}" for n in noises)
+        cells = " ".join(f"{by_noise[n]['psnr']:7.2f} / {by_noise[n]['ssim']:.4f}" if n in by_noise
+                         else f"{'-':>17}" for n in noises)
         print(f"{model:>14} {set_name:>14} {cells}")
     set_names = list(sets)
     for model in models:

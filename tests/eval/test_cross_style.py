@@ -50,3 +50,23 @@ def test_cross_style_table_matches_the_evaluations_and_resumes(synth_set, tmp_pa
     assert "$ keypointnerf eval" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="NAME=PATH"):
         script.main(["--model", "nothing", "--set", f"a={synth_set}", "--out", str(tmp_path / "x")])
+
+
+def test_cross_style_noise_sets_and_max_images(synth_set, tmp_path, capsys):
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "random.ckpt"
+    save_model(checkpoint, KeypointNeRF(model_preset("small")), render={"coarse_samples": 4, "fine_samples": 4})
+    script = _load_script()
+    out = tmp_path / "out"
+    argv = ["--model", f"rand={checkpoint}", "--set", f"a={synth_set}", "--set", f"b={synth_set}",
+            "--protocol", "b=all", "--out", str(out), "--noise", "0,2", "--noise-sets", "b", "--max-images", "2"]
+    assert script.main(argv) == 0
+    made = sorted(str(p.parent.relative_to(out)) for p in out.rglob("metrics.json"))
+    assert made == ["rand/a/noise0", "rand/b/noise0", "rand/b/noise2"]
+    for path in out.rglob("metrics.json"):
+        assert json.loads(path.read_text())["mean"]["count"] == 2
+    # results made with other options are not mixed into the table
+    with pytest.raises(SystemExit, match="max-images"):
+        script.main([*argv[:-2], "--max-images", "3"])
+    with pytest.raises(SystemExit, match="--noise-sets"):
+        script.main([*argv[:-4], "--noise-sets", "c"])
