@@ -32,7 +32,8 @@ import sys
 import numpy as np
 import torch
 
-from keypointnerf.data.protocol import TestDataset, load_protocol
+from keypointnerf.data.datasets import TestDataset
+from keypointnerf.data.protocol import load_protocol
 from keypointnerf.data.synth.render import RayCaster
 from keypointnerf.errors import UserError
 from keypointnerf.eval.metrics import image_metrics

@@ -12,7 +12,8 @@ import yaml
 
 from keypointnerf.cli import main
 from keypointnerf.data.check import check_data
-from keypointnerf.data.protocol import TrainDataset, load_sources
+from keypointnerf.data.datasets import TrainDataset
+from keypointnerf.data.loading import load_sources
 from keypointnerf.data.zju import ZJUSubject
 from keypointnerf.errors import UserError
 from keypointnerf.model import KeypointNeRF, model_preset

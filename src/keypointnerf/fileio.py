@@ -1,4 +1,5 @@
-"""Writing outputs so that nothing the user had is lost: atomic replacement and an early writability check.
+"""Files in and out: writing outputs so that nothing the user had is lost (atomic replacement, an early
+writability check), and reading a JSON input with a message naming the file.
 
 Every file this package writes goes through :func:`atomic_writer`: the bytes go to a temporary sibling in the
 same folder (so the final rename never crosses a file system), are flushed to disk (``fsync``), and only then
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
 import secrets
 import shutil
@@ -97,6 +99,18 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getbuffer())
+
+
+def read_json_file(path: str | os.PathLike, what: str = "JSON file") -> object:
+    """The parsed content of the JSON file ``path``; a UserError naming the file (as ``what``, e.g. "calibration
+    file") when it is missing or not readable JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} missing") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable {what} ({exc})") from None
 
 
 #: below this much free space an output folder is refused before any work (a rendered image is ~1 MB)

@@ -11,7 +11,8 @@ from typing import Sequence
 
 import torch
 
-from .data.protocol import DEFAULT_INPUT_CAMS, load_sources
+from .data.loading import load_sources
+from .data.protocol import DEFAULT_INPUT_CAMS
 from .data.validate import view_findings
 from .data.zju import ZJUSubject, image_file_size, read_mask_file
 from .errors import UserError

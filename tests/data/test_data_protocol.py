@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from keypointnerf.data.protocol import (FrameRange, TestDataset, TrainDataset, load_protocol,
-                                        resolve_subject_folders, select_cameras, zju_nhp_protocol)
+from keypointnerf.data.datasets import TestDataset, TrainDataset
+from keypointnerf.data.protocol import (FrameRange, load_protocol, resolve_subject_folders, select_cameras,
+                                        zju_nhp_protocol)
 from keypointnerf.errors import UserError
 from zju_fixtures import make_subject, write_split
 

@@ -303,7 +303,7 @@ def test_cli(synth_set, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------ the ZJU reader
 def test_zju_reader_loads_the_output(synth_set):
     from keypointnerf.data.check import check_data
-    from keypointnerf.data.protocol import TestDataset, TrainDataset
+    from keypointnerf.data.datasets import TestDataset, TrainDataset
     from keypointnerf.data.zju import ZJUSubject
 
     summary = check_data(synth_set, frames_to_decode=2)

@@ -13,7 +13,8 @@ import torch
 import trimesh
 
 from helpers import REPO
-from keypointnerf.data.protocol import build_sample, open_subjects
+from keypointnerf.data.loading import build_sample
+from keypointnerf.data.protocol import open_subjects
 from keypointnerf.data.synth.render import RayCaster
 from keypointnerf.eval import ssim_ceiling as ceiling
 from keypointnerf.eval.metrics import image_metrics

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..data.zju import _as_matrix as _matrix  # shape- and finiteness-checked float64 array
 from ..errors import UserError
+from ..fileio import read_json_file
 
 #: A rotation matrix must satisfy |R R^T - I| and |det R - 1| below this.
 ROTATION_TOLERANCE = 1e-3
@@ -287,12 +288,7 @@ def write_easymocap(intri_path: str | Path, extri_path: str | Path, cameras: lis
 def read_json(path: str | Path) -> list[Camera]:
     """Cameras from the plain JSON calibration (module docstring), checked (:func:`check_rig`)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: calibration file missing") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable JSON file ({exc})") from None
+    data = read_json_file(path, "calibration file")
     if not isinstance(data, dict) or not isinstance(data.get("cameras"), list):
         raise UserError(f"{path}: expected an object with a 'cameras' list")
     units = data.get("units", "metres")

@@ -8,6 +8,7 @@ nose 0, eyes 2/5, ears 7/8, heels 29/30; confidence = the landmark's visibility.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..errors import UserError
@@ -26,7 +27,7 @@ CROP_SIDE = 512
 
 def import_mediapipe(option: str):
     """``mediapipe`` with its legacy solutions, or UserError saying how to install it for ``option``."""
-    try:
+    try:  # the optional extra, imported only when asked for
         import mediapipe as mp
         mp.solutions.pose  # noqa: B018 - the legacy solutions carry the weights
     except (ImportError, AttributeError) as exc:
@@ -52,7 +53,6 @@ class PoseDetector:
                                             min_detection_confidence=0.3)
 
     def __call__(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray | None:
-        import cv2
         height, width = image.shape[:2]
         x0, y0, x1, y1 = 0, 0, width, height
         if mask is not None and mask.any():

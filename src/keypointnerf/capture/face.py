@@ -12,6 +12,7 @@ brows and forehead (the heads span ~150-250 px), 5-7 px for the points in front 
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..data.synth.head import LANDMARK_NAMES
@@ -42,7 +43,6 @@ class FaceLandmarkDetector:
         self._index = np.array([MEDIAPIPE_FACE_INDEX[name] for name in LANDMARK_NAMES])
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
-        import cv2
         height, width = image.shape[:2]
         scale = DETECT_SIDE / max(height, width)
         resized = cv2.resize(image, (round(width * scale), round(height * scale)),

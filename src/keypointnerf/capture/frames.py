@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+import imageio_ffmpeg
 import numpy as np
 
 from ..data.zju import read_image_file
@@ -37,7 +38,6 @@ class CameraFrames:
             self.size = read_image_file(self.files[0]).shape[:2]
             self.location = image_folder
         elif videos:
-            import imageio_ffmpeg
             self.video = videos[0]
             try:
                 reader = imageio_ffmpeg.read_frames(str(self.video))
@@ -68,7 +68,6 @@ class CameraFrames:
             for index in indices:
                 yield index, self._checked(read_image_file(self.files[index]), index)
             return
-        import imageio_ffmpeg
         wanted = set(indices)
         last = max(indices) if indices else -1
         reader = imageio_ffmpeg.read_frames(str(self.video), pix_fmt="rgb24")

@@ -33,14 +33,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
+from ..data.zju import read_image_file, read_mask_file
 from ..errors import UserError
 from ..paths import check_out_dir
 from . import joints as joint_map
 from .calibration import Camera, check_person_in_front, read_calibration
+from .detector import PoseDetector
 from .frames import CameraFrames, open_frames
 from .keypoints import openpose_files, read_openpose
-from .masks import DEFAULT_THRESHOLD, check_mask, plate_mask
+from .masks import DEFAULT_THRESHOLD, SegmentationModel, check_mask, plate_mask
 from .triangulate import DEFAULT_MIN_CONFIDENCE, smooth, triangulate
 
 JPEG_QUALITY = 95
@@ -97,7 +101,6 @@ def _save_npy(path: Path, value) -> None:
 
 
 def _save_image(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
     _write_atomic(path, lambda temporary: Image.fromarray(image).save(
         temporary, format="JPEG" if path.suffix == ".jpg" else "PNG", quality=JPEG_QUALITY))
 
@@ -121,7 +124,6 @@ def _resolve_modes(source: Path, options: ImportOptions) -> tuple[str, str]:
 
 
 def _plate(source: Path, frames: CameraFrames) -> np.ndarray:
-    from ..data.zju import read_image_file
     name = frames.camera.name
     for suffix in (".jpg", ".jpeg", ".png"):
         path = source / "background" / f"{name}{suffix}"
@@ -136,7 +138,6 @@ def _plate(source: Path, frames: CameraFrames) -> np.ndarray:
 
 
 def _mask_file(source: Path, frames: CameraFrames, index: int) -> np.ndarray:
-    from ..data.zju import read_mask_file
     folder = source / "mask" / frames.camera.name
     stem = frames.stem(index)
     for suffix in (".png", ".jpg"):
@@ -198,10 +199,8 @@ def import_capture(source: str | Path, out: str | Path, options: ImportOptions |
                     for s in sources]
     segmenter = detector = None
     if masks_mode == "detect":
-        from .masks import SegmentationModel
         segmenter = SegmentationModel()
     if keypoints_mode == "detect":
-        from .detector import PoseDetector
         detector = PoseDetector()
     out_exists = out.exists()
     check_out_dir(out, options.force, "annots.npy, capture.json and the Camera_B*/, mask/, joints3d/, vertices/ "
@@ -220,7 +219,6 @@ def import_capture(source: str | Path, out: str | Path, options: ImportOptions |
     kept: list[int] = []
     detected3d: dict[int, np.ndarray] = {}
     errors, inlier_counts, seen_counts = [], [], []
-    from tqdm import tqdm
     iterators = [s.iterate(indices) for s in sources]
     try:
         for index in tqdm(indices, desc="capture import", unit="frame", disable=not options.progress,

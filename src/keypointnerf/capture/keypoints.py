@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..fileio import read_json_file
 from .joints import DETECTED
 
 #: Where each detected joint is in each format (a tuple: the mean of those points; None: not given).
@@ -57,10 +58,7 @@ def convert(points: np.ndarray, fmt: str) -> np.ndarray:
 
 
 def _people(path: Path) -> list[np.ndarray]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable JSON file ({exc})") from None
+    data = read_json_file(path, "OpenPose JSON file")
     people = data.get("people") if isinstance(data, dict) else None
     if not isinstance(people, list):
         raise UserError(f"{path}: expected an OpenPose file with a 'people' list")

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
+from .detector import import_mediapipe
 
 #: Default absolute threshold on the largest channel difference, in 0-255 units.
 DEFAULT_THRESHOLD = 14.0
@@ -83,7 +84,6 @@ class SegmentationModel:
     legs). ``__call__(image (H, W, 3) uint8) -> (H, W) bool`` (empty when nobody is found)."""
 
     def __init__(self):
-        from .detector import import_mediapipe
         mp = import_mediapipe("--masks detect")
         self._model = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True,
                                              min_detection_confidence=0.3)

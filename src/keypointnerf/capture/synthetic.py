@@ -16,9 +16,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
+from ..data.synth.body import load_anny
 from ..data.zju import ZJUSubject
 from . import keypoints as kp
 from .calibration import Camera, write_easymocap
@@ -57,9 +59,7 @@ ANNY_COCO = {"l_hip": "left_hip", "r_hip": "right_hip", "l_knee": "left_knee", "
 def anny_coco_weights() -> np.ndarray:
     """(len(DETECTED), V) float64: each detected joint as a blend of anny's mesh vertices, from anny's COCO
     keypoint regressor."""
-    from anny.keypoints import KeypointsRegressor
-
-    from ..data.synth.body import load_anny
+    from anny.keypoints import KeypointsRegressor  # imported where it is used: importing anny costs seconds
     regressor = KeypointsRegressor.coco(load_anny())
     coco = regressor.regression_weights.double().numpy()
     out = np.zeros((len(DETECTED), coco.shape[1]))
@@ -119,7 +119,6 @@ def write_raw_capture(subject_dir: Path, out: Path, videos: bool = True, seed: i
             masks[f][c] = mask
     for c, name in enumerate(names):
         if videos:
-            import imageio_ffmpeg
             (out / "videos").mkdir(exist_ok=True)
             height, width = subject.stored_size
             writer = imageio_ffmpeg.write_frames(str(out / "videos" / f"{name}.mp4"), (width, height), fps=10,

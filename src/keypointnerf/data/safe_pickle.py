@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _codecs
 import builtins
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,6 @@ def safe_unpickle(data: bytes | Any, source: str = "<pickle>") -> Any:
 
     Raises UserError("<source>: ...") on a forbidden global or a corrupt pickle.
     """
-    import io
     stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
         return RestrictedUnpickler(stream, encoding="latin1").load()

@@ -20,7 +20,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..configio import to_dict
-from ..data.protocol import PROTOCOL_NAMES, TestDataset, load_protocol
+from ..data.datasets import TestDataset
+from ..data.protocol import PROTOCOL_NAMES, load_protocol
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
 from ..fileio import atomic_write_text

@@ -23,12 +23,14 @@ from pathlib import Path
 import torch
 
 from ..configio import apply_overrides, load_yaml, save_yaml, to_dict
-from ..data.protocol import TrainDataset
+from ..data.datasets import TrainDataset
+from ..data.protocol import load_protocol, open_subjects
+from ..data.zju import common_keypoint_count
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
 from ..fileio import atomic_torch_save, atomic_write_bytes, check_writable
 from ..memory import check_fits
-from ..model.checkpoint import load_model, model_bytes, save_model
+from ..model.checkpoint import check_keypoint_count, load_model, model_bytes, save_model
 from ..options import check_cameras_see_person
 from .config import TrainConfig, train_preset
 from .losses import load_vgg19_weights
@@ -147,9 +149,6 @@ def _take_keypoint_count(cfg, fixed_by: str | None) -> None:
     """The model takes K keypoints, the count of the training data: a new run's model is made for it; a
     model whose K is fixed already (``fixed_by``: the --resume or --init checkpoint, or --set) must match it.
     Every DDP process reads it (a cheap look at each training subject's first keypoints file)."""
-    from ..data.protocol import load_protocol, open_subjects
-    from ..data.zju import common_keypoint_count
-    from ..model.checkpoint import check_keypoint_count
     root = Path(cfg.data.root)
     if not cfg.data.root or not root.is_dir():
         return   # refused with the other data problems (see _check_data)

