@@ -65,3 +65,11 @@ def make_scene(views: int = 3, size: int = 128, seed: int = 0):
             "views": SourceViews(images, masks, K[:views], Rt[:views], keypoints),
             "bounds": bounds, "tgt_K": K[views], "tgt_Rt": Rt[views], "tgt_image": images_all[views],
             "tgt_mask": masks_all[views]}
+
+
+def assert_names(text: str, *names) -> None:
+    """A message about a user's mistake names what it is about: every one of ``names`` (files, options, cameras,
+    numbers; compared as ``str``) appears in ``text``, and no traceback does. The wording is free."""
+    missing = [str(name) for name in names if str(name) not in text]
+    assert not missing, f"{missing} not named in: {text}"
+    assert "Traceback" not in text, text

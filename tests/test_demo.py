@@ -9,6 +9,8 @@ from keypointnerf.cli import main
 from keypointnerf.model import KeypointNeRF, model_preset
 from keypointnerf.model.checkpoint import save_model
 
+from helpers import assert_names
+
 
 def test_demo_runs_every_step_and_says_where_the_outputs_are(tmp_path, capsys):
     torch.manual_seed(0)
@@ -19,17 +21,20 @@ def test_demo_runs_every_step_and_says_where_the_outputs_are(tmp_path, capsys):
             "--device", "cpu"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "$ keypointnerf synth" in printed and "$ keypointnerf eval" in printed and "$ keypointnerf render" in printed
-    assert str(out / "orbit" / "orbit.mp4") in printed and "PSNR" in printed
     person = json.loads((out / "person" / "synth.json").read_text())["arguments"]
     assert person["style"] == "heldout"  # a style no training draw came from
     metrics = json.loads((out / "views" / "metrics.json").read_text())
+    # each step's command is printed to be repeated by hand; then where the results are and the scores
+    assert_names(printed, "keypointnerf synth", "keypointnerf eval", "keypointnerf render", out / "orbit" / "orbit.mp4",
+                 f"{metrics['mean']['psnr']:.2f} dB")
     assert metrics["mean"]["count"] == 6 and metrics["protocol"]["cameras"]["synth_000"]["input"] == [0, 7, 15]
     assert len(list((out / "views" / "images").glob("*.png"))) == 6
     assert len(list((out / "orbit" / "orbit").glob("*.png"))) == 3 and (out / "orbit" / "orbit.mp4").stat().st_size
     # again: the person is reused (synth resumes), the demo's own outputs are replaced
+    synth_json = (out / "person" / "synth.json").read_bytes()
     assert main(args) == 0
-    assert "0 frames rendered, 1 already done" in capsys.readouterr().out
+    assert_names(capsys.readouterr().out, "0 frames rendered", "1 already done")
+    assert (out / "person" / "synth.json").read_bytes() == synth_json
 
 
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
@@ -37,9 +42,9 @@ def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     out.mkdir()
     (out / "notes.txt").write_text("keep")
     assert main(["demo", "--out", str(out), "--checkpoint", str(tmp_path / "none.ckpt")]) == 2
-    assert "not found" in capsys.readouterr().err
+    assert_names(capsys.readouterr().err, "--checkpoint", tmp_path / "none.ckpt")
     checkpoint = tmp_path / "m.ckpt"
     save_model(checkpoint, KeypointNeRF(model_preset("small")))
     assert main(["demo", "--out", str(out), "--checkpoint", str(checkpoint)]) == 2
-    assert "not an earlier demo output" in capsys.readouterr().err
+    assert_names(capsys.readouterr().err, out, "--force")
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

@@ -11,7 +11,9 @@ import torch
 
 from keypointnerf import fileio
 from keypointnerf.errors import UserError
-from keypointnerf.fileio import atomic_torch_save, atomic_write_text, check_writable
+from keypointnerf.fileio import atomic_torch_save, atomic_write_text, check_writable, read_json_file
+
+from helpers import assert_names
 
 
 class _DiskFullsAfter:
@@ -88,13 +90,33 @@ def test_unwritable_or_full_output_folders_are_refused_before_any_work(tmp_path,
     check_writable(tmp_path / "new" / "deeper")                   # a folder to be made under a writable one
     assert not (tmp_path / "new").exists() and _siblings(tmp_path) == []
     (tmp_path / "file").write_text("x")
-    with pytest.raises(UserError, match="is a file, not a folder"):
+    with pytest.raises(UserError) as err:
         check_writable(tmp_path / "file" / "out")
-    with pytest.raises(UserError, match="MB needed"):
+    assert_names(str(err.value), "--out", tmp_path / "file" / "out", tmp_path / "file")
+    with pytest.raises(UserError) as err:
         check_writable(tmp_path, needed_bytes=2 ** 62)
+    assert_names(str(err.value), "--out", tmp_path, f"{2 ** 62 / 2 ** 20:.0f} MB")   # the folder, the space needed
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
     monkeypatch.setattr(fileio.os, "open", read_only)
-    with pytest.raises(UserError, match=r"--out .*/out: cannot write in .*\(Read-only file system \(a read-only"):
+    with pytest.raises(UserError) as err:
         check_writable(tmp_path / "out")
+    assert_names(str(err.value), "--out", tmp_path / "out", "Read-only file system")   # the system's reason
+
+
+def test_json_inputs_are_read_or_refused_naming_the_file(tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text('{"train": ["a"], "test": []}')
+    assert read_json_file(path) == {"train": ["a"], "test": []}
+    for content in (None, '{"train": [', b"\xff\xfe"):
+        if content is None:
+            path.unlink()
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        with pytest.raises(UserError) as err:
+            read_json_file(path, "split file")
+        assert_names(str(err.value), path, "split file")
+

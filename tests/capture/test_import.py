@@ -17,6 +17,8 @@ from keypointnerf.data.check import check_data
 from keypointnerf.data.zju import ZJUSubject
 from keypointnerf.errors import UserError
 
+from helpers import assert_names
+
 
 @pytest.fixture(scope="module")
 def raw(synth_set, tmp_path_factory):
@@ -82,7 +84,7 @@ def test_masks_from_plates_match_truth(raw, tmp_path):
 def test_camera_without_images(raw, tmp_path):
     source, _ = copy(raw, tmp_path)
     (source / "videos" / "03.mp4").unlink()
-    with pytest.raises(UserError, match="camera '03'.*no images"):
+    with pytest.raises(UserError, match="camera '03'"):
         import_capture(source, tmp_path / "out", ImportOptions(progress=False))
     assert not (tmp_path / "out").exists()
 
@@ -91,15 +93,16 @@ def test_image_size_disagrees_with_calibration(raw, tmp_path):
     source, _ = copy(raw, tmp_path)
     text = (source / "intri.yml").read_text().replace("W_02: 256", "W_02: 320")
     (source / "intri.yml").write_text(text)
-    with pytest.raises(UserError, match="'02'.*256x256.*320x256"):
+    with pytest.raises(UserError, match="'02'.*256x256.*320x256"):              # the camera and both sizes
         import_capture(source, tmp_path / "out", ImportOptions(progress=False))
+    assert not (tmp_path / "out").exists()
 
 
 def test_camera_missing_from_calibration_is_a_warning(raw, tmp_path):
     source, _ = copy(raw, tmp_path)
     shutil.copy(source / "videos" / "01.mp4", source / "videos" / "09.mp4")
     summary = import_capture(source, tmp_path / "out", ImportOptions(progress=False))
-    assert any("['09'] not in the calibration" in w for w in summary["warnings"])
+    assert any("'09'" in w for w in summary["warnings"])                      # the camera left aside is named
 
 
 def test_joint_seen_by_one_view_drops_the_frame(raw, tmp_path):
@@ -112,8 +115,7 @@ def test_joint_seen_by_one_view_drops_the_frame(raw, tmp_path):
         kp.write_openpose(path, [points])
     summary = import_capture(source, tmp_path / "out", ImportOptions(progress=False))
     assert summary["frames"] == [0] and summary["frames_dropped"] == [1]
-    assert any(w.startswith("frame 1: left out") and "l_wrist (detected by cameras ['01'])" in w
-               for w in summary["warnings"])
+    assert any("frame 1" in w and "l_wrist" in w and "'01'" in w for w in summary["warnings"])  # frame, joint, camera
     assert check_data(tmp_path / "out")["ok"]
 
 
@@ -121,8 +123,10 @@ def test_nobody_found(raw, tmp_path):
     source, truth = copy(raw, tmp_path)
     for path in (source / "openpose").rglob("*.json"):
         kp.write_openpose(path, [])
-    with pytest.raises(UserError, match="no frame could be imported.*nobody found in any camera"):
+    with pytest.raises(UserError) as err:
         import_capture(source, tmp_path / "out", ImportOptions(progress=False))
+    assert_names(str(err.value), source, "frame 1")                    # the capture, the frames left out
+    assert not (tmp_path / "out" / "annots.npy").exists()
 
 
 def test_the_person_in_the_mask_is_chosen(raw, tmp_path):
@@ -174,7 +178,7 @@ def test_detect_without_the_extra_says_how_to_install(raw, tmp_path, monkeypatch
     source, _ = raw
     assert main(["capture", "import", str(source), "--out", str(tmp_path / "out"), "--keypoints", "detect",
                  "--no-progress"]) == 2
-    with pytest.raises(UserError, match=r"pip install -e '\.\[detect\]'"):
+    with pytest.raises(UserError, match=r"--masks detect.*\.\[detect\]"):          # the option and the extra to install
         import_capture(source, tmp_path / "out2", ImportOptions(masks="detect", keypoints="openpose", progress=False))
 
 
@@ -269,16 +273,15 @@ def test_detector_finding_nobody_names_camera_and_frame(raw, tmp_path, monkeypat
     summary = import_capture(source, tmp_path / "out", ImportOptions(masks="background", keypoints="detect",
                                                                      progress=False))
     assert summary["frames"] == [0, 1]  # three cameras still see everyone
-    assert [w for w in summary["warnings"] if "found nobody" in w] == [
-        f"{source / 'videos' / '02.mp4'} frame {f}: the detector found nobody (camera '02', frame {f})" for f in (0, 1)]
+    blind = [w for w in summary["warnings"] if "camera '02'" in w]             # each view without a person, named
+    assert len(blind) == 2 and all(f"{source / 'videos' / '02.mp4'} frame {f}" in w for f, w in zip((0, 1), blind))
     assert summary["per_joint"]["l_knee"]["views_detected"] == 3
     imported = ZJUSubject(tmp_path / "out", cache_mb=0)
     assert np.linalg.norm(imported.keypoints(1) - truth["joints"][1], axis=-1).mean() < 0.02
 
     monkeypatch.setattr(detector_module, "PoseDetector", lambda: ScriptedDetector(truth, blind={"01", "02", "03",
                                                                                                  "04"}))
-    with pytest.raises(UserError, match=r"no frame could be imported.*camera '04', frame 1.*frame 1: left out: "
-                                        r"nobody found in any camera"):
+    with pytest.raises(UserError, match=r"camera '04', frame 1"):               # the views that had nobody
         import_capture(source, tmp_path / "none", ImportOptions(masks="background", keypoints="detect",
                                                                 progress=False))
     assert not (tmp_path / "none" / "annots.npy").exists()
@@ -289,6 +292,5 @@ def test_image_of_another_size_names_camera_and_frame(raw, synth_set, tmp_path):
     write_openpose_files(source, write_raw_capture(synth_set / "synth_001", source, videos=False, seed=1))
     path = source / "images" / "03" / "000001.jpg"
     Image.open(path).resize((200, 256)).save(path)
-    with pytest.raises(UserError, match=r"000001\.jpg: image size 200x256 differs from 256x256 .*\(camera '03', "
-                                        r"frame 1\)"):
+    with pytest.raises(UserError, match=r"03/000001\.jpg.*200x256.*256x256.*camera '03', frame 1"):
         import_capture(source, tmp_path / "out", ImportOptions(keypoints="openpose", progress=False))

@@ -13,6 +13,7 @@ from keypointnerf.cli import main
 from keypointnerf.data.safe_pickle import load_npy
 from keypointnerf.data.validate import camera_problems, point_problems, view_findings
 
+from helpers import assert_names
 from zju_fixtures import make_subject, save_pickled, save_random_small_model, write_split
 
 K = np.array([[100.0, 0, 50], [0, 100.0, 50], [0, 0, 1]])
@@ -117,19 +118,18 @@ def _person_far_away(subject):
         np.save(path, np.load(path) + np.float32([0.0, 0.0, 8.0]))
 
 
-# (edit, what data check says, what render and eval say)
+# (edit, what data check names, what render, eval and train name: files, cameras)
 CASES = {
-    "rotation of zeros": (_zero_rotation, "annots.npy: camera 2: R is not a rotation", None),
-    "not a rotation": (_scaled_rotation, "annots.npy: camera 2: R is not a rotation", None),
-    "negative focal lengths": (_negative_focal, "annots.npy: camera 2: focal lengths must be positive", None),
-    "all-zero keypoints": (_zero_keypoints, "joints3d/0.npy: all keypoints are zero", None),
-    "a folder for a keypoint file": (_keypoints_folder, "joints3d/0.npy: is a folder, not a keypoints file", None),
-    "empty source mask": (_empty_source_mask, "mask/Camera_B1/000000.png: empty mask",
-                          "mask/Camera_B1/000000.png: the mask of source camera 0 (Camera_B1), frame 0, is empty"),
-    "person far outside the views": (_person_far_away, "camera 0 (Camera_B1) sees none of the 24 keypoints",
-                                     "source camera 0 (Camera_B1) sees none of the 24 keypoints"),
-    "source camera facing away": (_facing_away, "camera 0 (Camera_B1) faces away from the person",
-                                  "annots.npy: source camera 0 (Camera_B1) faces away from the person"),
+    "rotation of zeros": (_zero_rotation, ("annots.npy", "camera 2"), None),
+    "not a rotation": (_scaled_rotation, ("annots.npy", "camera 2"), None),
+    "negative focal lengths": (_negative_focal, ("annots.npy", "camera 2"), None),
+    "all-zero keypoints": (_zero_keypoints, ("joints3d/0.npy",), None),
+    "a folder for a keypoint file": (_keypoints_folder, ("joints3d/0.npy",), None),
+    "empty source mask": (_empty_source_mask, ("mask/Camera_B1/000000.png",),
+                          ("mask/Camera_B1/000000.png", "camera 0", "Camera_B1", "frame 0")),
+    "person far outside the views": (_person_far_away, ("joints3d/0.npy", "camera 0", "Camera_B1"),
+                                     ("annots.npy", "joints3d/0.npy", "camera 0", "Camera_B1")),
+    "source camera facing away": (_facing_away, ("camera 0", "Camera_B1"), ("annots.npy", "camera 0", "Camera_B1")),
 }
 
 
@@ -142,21 +142,18 @@ def test_impossible_input_is_refused_by_every_verb_before_any_work(intact, tmp_p
     edit(root / "S")
 
     assert main(["data", "check", str(root)]) == 1
-    err = capsys.readouterr().err
-    assert checked in err and "Traceback" not in err, err
+    assert_names(capsys.readouterr().err, *checked)
 
     out = tmp_path / "render"
     assert main(["render", "--checkpoint", str(intact[1]), "--data", str(root / "S"), "--sources", "0,2,3",
                  "--targets", "1", "--downsample", "1.0", "--device", "cpu", "-o", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert refused in err, err
+    assert_names(capsys.readouterr().err, *refused)
     assert not out.exists()
 
     out = tmp_path / "eval"
     assert main(["eval", "--checkpoint", str(intact[1]), "--data", str(root), "--downsample", "1.0",
                  "--device", "cpu", "-o", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert refused in err, err
+    assert_names(capsys.readouterr().err, *refused)
     assert not out.exists()
 
     if case == "empty source mask":
@@ -164,8 +161,7 @@ def test_impossible_input_is_refused_by_every_verb_before_any_work(intact, tmp_p
     out = tmp_path / "train"
     assert main(["train", "--preset", "small", "--data", str(root), "--set", "data.protocol=all", "--device",
                  "cpu", "--no-progress", "-o", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert refused.replace("source camera", "training camera") in err, err
+    assert_names(capsys.readouterr().err, *refused)
     assert not out.exists()
 
 

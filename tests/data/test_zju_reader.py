@@ -10,6 +10,7 @@ from PIL import Image
 
 from keypointnerf.data.zju import ZJUSubject, discover_subjects, frame_number_from_name
 from keypointnerf.errors import UserError
+from helpers import assert_names
 from zju_fixtures import keypoints_inside, make_subject, ring_camera, save_pickled
 
 
@@ -90,7 +91,7 @@ def test_mask_is_union_of_mask_and_cihp(b_subject, tmp_path):
     only_cihp = make_subject(tmp_path, name="c", cameras=4, frames=1, size=128, mask_mode="cihp")
     assert ZJUSubject(only_cihp, downsample=1.0).load_view(0, 3)[1].sum() > 50
     shutil.rmtree(only_cihp / "mask_cihp" / "Camera_B4")
-    with pytest.raises(UserError, match=r"mask/Camera_B4/000000.png: mask missing"):
+    with pytest.raises(UserError, match=r"mask/Camera_B4/000000.png"):
         ZJUSubject(only_cihp, downsample=1.0).load_view(0, 3)
 
 
@@ -179,20 +180,22 @@ def test_bounds_orientation_and_new_fit_folders(tmp_path):
 
 
 def test_bad_inputs_raise_user_errors(b_subject, tmp_path):
-    with pytest.raises(UserError, match=r"downsampling by 0.001 leaves a 0x0 \(width x height\) image"):
+    with pytest.raises(UserError) as err:
         ZJUSubject(b_subject, downsample=0.001).image_size
+    assert_names(str(err.value), b_subject, "0.001", "0x0")                     # the scale and what it leaves
     subject_dir = tmp_path / "s"
     shutil.copytree(b_subject, subject_dir)
     bad = np.ones((24, 3), np.float32)
     bad[3, 1] = np.nan
     np.save(subject_dir / "joints3d" / "1.npy", bad)
-    with pytest.raises(UserError, match=r"joints3d/1.npy: keypoints contains NaN"):
+    with pytest.raises(UserError, match=r"joints3d/1.npy.*NaN"):
         ZJUSubject(subject_dir).keypoints(1)
     np.save(subject_dir / "joints3d" / "2.npy", np.ones((23, 3)))
-    with pytest.raises(UserError, match=r"joints3d/2.npy: keypoints has shape \(23, 3\)"):
+    with pytest.raises(UserError, match=r"joints3d/2.npy.*\(23, 3\)"):
         ZJUSubject(subject_dir).keypoints(2)
-    with pytest.raises(UserError, match="camera 4 does not exist"):
+    with pytest.raises(UserError) as err:
         ZJUSubject(subject_dir).camera(4)
+    assert_names(str(err.value), subject_dir, "camera 4")
 
 
 def test_view_cache_reuses_and_bounds_memory(b_subject):
@@ -210,5 +213,6 @@ def test_view_cache_reuses_and_bounds_memory(b_subject):
 def test_discover_subjects(b_subject, tmp_path):
     assert discover_subjects(b_subject) == [b_subject]
     assert discover_subjects(b_subject.parent) == [b_subject]
-    with pytest.raises(UserError, match="no annots.npy"):
+    with pytest.raises(UserError) as err:
         discover_subjects(tmp_path)
+    assert_names(str(err.value), tmp_path, "annots.npy")                      # the folder and the file looked for

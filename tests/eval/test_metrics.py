@@ -125,7 +125,7 @@ def test_quantize_rounds_and_clips():
 def test_box_outside_the_view_is_an_error():
     far_right = K.copy()
     far_right[0, 2] = -500.0
-    with pytest.raises(ValueError, match="outside the image"):
+    with pytest.raises(ValueError, match="box"):                             # the person's box is named
         image_metrics(np.zeros((3, SIZE, SIZE)), np.zeros((3, SIZE, SIZE)), CUBE, far_right, RT)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import trimesh
 
-from helpers import make_scene
+from helpers import assert_names, make_scene
 from keypointnerf.cli import main
 from keypointnerf.errors import UserError
 from keypointnerf.export.mesh import (ModelDensity, chamfer_distance, density_grid, extract_mesh, grid_layout,
@@ -78,9 +78,10 @@ def test_sphere_mesh_is_accurate_and_a_box_blob_is_not(true_sphere_points):
 
 def test_empty_surface_names_the_density_range():
     grid = density_grid(lambda p: np.full(len(p), 0.5), BOX, resolution=8)
-    with pytest.raises(UserError, match=r"empty surface.*0\.5 to 0\.5.*below 0\.5"):
+    with pytest.raises(UserError) as err:
         extract_mesh(grid, threshold=5.0)
-    with pytest.raises(UserError, match="positive"):
+    assert_names(str(err.value), "threshold 5", "0.5 to 0.5", "8x8x8")    # the threshold and the range seen
+    with pytest.raises(UserError, match="--threshold"):
         extract_mesh(grid, threshold=0.0)
 
 
@@ -178,21 +179,23 @@ def test_export_mesh_command(scene_files, capsys):
     assert 0 < truth["chamfer_cm"] < 20
     assert truth["chamfer_cm"] == pytest.approx((truth["mesh_to_truth_cm"] + truth["truth_to_mesh_cm"]) / 2,
                                                 abs=1e-3)
-    assert "Chamfer" in capsys.readouterr().out
+    assert f"{truth['chamfer_cm']:.2f} cm" in capsys.readouterr().out     # the distance is printed
     # an existing file is kept without --force
     before = out.read_bytes()
     assert main(_args(scene_files, "solid", out)) == 2
-    assert "exists" in capsys.readouterr().err and out.read_bytes() == before
+    assert_names(capsys.readouterr().err, out, "--force")
+    assert out.read_bytes() == before
 
 
 def test_export_mesh_refuses_an_empty_surface(scene_files, capsys):
     out = scene_files["root"] / "empty.ply"
     assert main(_args(scene_files, "empty", out)) == 2
     err = capsys.readouterr().err
-    assert "empty surface" in err and "ranges from 0 to 0" in err and "-3 to -3" in err
+    assert_names(err, "0 to 0", "-3 to -3")           # the density range on the grid and inside the hull
     assert not out.exists()
 
 
 def test_export_mesh_refuses_a_missing_frame(scene_files, capsys):
     assert main(_args(scene_files, "solid", scene_files["root"] / "x.ply", "--frame", "5")) == 2
-    assert "frame 5 does not exist" in capsys.readouterr().err
+    assert_names(capsys.readouterr().err, scene_files["subject"], "frame 5")
+    assert not (scene_files["root"] / "x.ply").exists()

@@ -18,6 +18,7 @@ from keypointnerf.geometry import look_at
 from keypointnerf.render.orbit import (CANONICAL_FRAMES, body_frame, describe_body_frame, keypoint_body_frame,
                                        orbit_cameras, rh_body_frame)
 from keypointnerf.render.video import depth_to_color, source_strip, write_png, write_video
+from helpers import assert_names
 from zju_fixtures import make_subject, save_pickled
 
 K = np.array([[120.0, 0, 70.0], [0, 118.0, 52.0], [0, 0, 1]])
@@ -228,7 +229,7 @@ def test_render_orbit_command(scene, capsys):
     for camera in info["cameras"]:
         uv, _ = _project(np.array(camera["K"]), np.array(camera["Rt"]), centre)
         assert np.allclose(uv, np.array(camera["K"])[:2, 2], atol=1e-4)
-    assert "4 orbit frames" in capsys.readouterr().out
+    assert_names(capsys.readouterr().out, out, 4)      # says where it wrote, and how many frames
 
 
 def test_render_targets_command_with_force(scene):
@@ -247,13 +248,13 @@ def test_render_targets_command_with_force(scene):
 
 
 @pytest.mark.parametrize("change, expected", [
-    ({"--frame": "7"}, ["frame 7 does not exist", "0, 1"]),
-    ({"--sources": "0,1,9"}, ["camera 9 does not exist", "4 cameras"]),
-    ({"--sources": "0,1,1"}, ["listed more than once"]),
-    ({"--sources": ","}, ["at least one camera"]),
-    ({"--checkpoint": "missing.ckpt"}, ["missing.ckpt", "not found"]),
-    ({"--data": "no_such_subject"}, ["no_such_subject", "not found"]),
-    ({"--radius": "1.5"}, ["--radius 1.5", "outside the model's depth range 2-5 m"]),
+    ({"--frame": "7"}, ["frame 7", "0, 1"]),                     # the frame and the frames there are
+    ({"--sources": "0,1,9"}, ["--sources", "camera 9", "4 cameras"]),
+    ({"--sources": "0,1,1"}, ["--sources", "'0,1,1'"]),
+    ({"--sources": ","}, ["--sources", "','"]),
+    ({"--checkpoint": "missing.ckpt"}, ["missing.ckpt"]),
+    ({"--data": "no_such_subject"}, ["no_such_subject"]),
+    ({"--radius": "1.5"}, ["--radius 1.5", "2-5 m"]),                # the radius and the model's depth range
 ])
 def test_render_refusals(scene, capsys, change, expected):
     args = _args(scene, scene["root"] / "refused", "--orbit", "2")
@@ -264,9 +265,7 @@ def test_render_refusals(scene, capsys, change, expected):
         else:
             args += [option, value]
     assert main(args) == 2
-    err = capsys.readouterr().err
-    for text in expected:
-        assert text in err
+    assert_names(capsys.readouterr().err, *expected)
     assert not (scene["root"] / "refused").exists()      # refused before writing anything
 
 
@@ -281,6 +280,6 @@ def test_default_orbit_radius_is_brought_within_the_depth_range(scene, capsys):
     args = _args(scene, scene["root"] / "fitted", "--orbit", "2", "--resolution", "16")
     args[args.index("--checkpoint") + 1] = str(far)
     assert main(args) == 0
-    assert "the orbit uses radius" in capsys.readouterr().err
     info = json.loads((scene["root"] / "fitted" / "render.json").read_text())
+    assert_names(capsys.readouterr().err, f"{info['orbit']['radius_m']:.2f} m")   # the radius taken is said
     assert 4.0 < info["orbit"]["radius_m"] < 8.0   # the cameras' own mean distance is about 3 m

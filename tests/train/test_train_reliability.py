@@ -14,6 +14,7 @@ import torch
 from keypointnerf.cli import main as cli_main
 from keypointnerf.train.module import KeypointNeRFTraining
 
+from helpers import assert_names
 from zju_fixtures import usual_file_mode
 
 FAST = ["--set", "render.coarse_samples=8", "--set", "render.fine_samples=8", "--set", "data.patch_size=16",
@@ -74,12 +75,10 @@ def _interrupt_first_step(monkeypatch):
 
 
 @pytest.mark.parametrize("interrupt", [_interrupt_restore, _interrupt_first_step], ids=["restoring", "starting"])
-def test_interrupting_a_resume_at_its_start_leaves_the_checkpoints_byte_identical(run, monkeypatch, capsys,
-                                                                                 interrupt):
+def test_interrupting_a_resume_at_its_start_leaves_the_checkpoints_byte_identical(run, monkeypatch, interrupt):
     before = _files(run)
     interrupt(monkeypatch)
-    assert _resume(run, "--set", "optim.max_steps=4") == 130
-    assert "interrupted" in capsys.readouterr().err
+    assert _resume(run, "--set", "optim.max_steps=4") == 130                  # 128 + SIGINT
     after = _files(run)
     # the run's checkpoints and model are untouched (a resumed run that changed max_steps keeps its config beside)
     assert {k: v for k, v in after.items() if "config" not in k} == {k: v for k, v in before.items()
@@ -87,10 +86,8 @@ def test_interrupting_a_resume_at_its_start_leaves_the_checkpoints_byte_identica
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # Ctrl-C works again afterwards
 
 
-@pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "interrupted"),
-                                                (signal.SIGTERM, 143, "terminated (SIGTERM) at step")])
-def test_a_signal_during_training_exits_non_zero_and_keeps_the_steps_taken(run, monkeypatch, capsys, signum, code,
-                                                                          said):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])   # 128 + the signal
+def test_a_signal_during_training_exits_non_zero_and_keeps_the_steps_taken(run, monkeypatch, signum, code):
     model = (run / "model.ckpt").read_bytes()
     original = KeypointNeRFTraining.training_step
 
@@ -100,7 +97,6 @@ def test_a_signal_during_training_exits_non_zero_and_keeps_the_steps_taken(run, 
         return original(self, sample, batch_idx)
     monkeypatch.setattr(KeypointNeRFTraining, "training_step", step)
     assert _resume(run, "--set", "optim.max_steps=10") == code
-    assert said in capsys.readouterr().err
     saved, adam = _step(run / "checkpoints" / "last.ckpt")
     assert 3 <= saved <= 4 and adam == saved                        # the steps taken, saved on the signal
     assert (run / "model.ckpt").read_bytes() == model                # a stopped run exports no model
@@ -110,8 +106,7 @@ def test_an_unreadable_last_checkpoint_falls_back_to_the_newest_readable_one(run
     last = run / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])                      # truncated, as by a full disk
     assert _resume(run, "--set", "optim.max_steps=3") == 0
-    err = capsys.readouterr().err
-    assert "last.ckpt: not a readable torch checkpoint" in err and "resuming from step0000002.ckpt instead" in err
+    assert_names(capsys.readouterr().err, last, "step0000002.ckpt")        # the unreadable file and the one taken
     assert _step(last) == (3, 3)                                    # continued from step 2, not from scratch
     for name in ("last.ckpt", "step0000002.ckpt"):
         (run / "checkpoints" / name).write_bytes(b"junk")
@@ -119,26 +114,25 @@ def test_an_unreadable_last_checkpoint_falls_back_to_the_newest_readable_one(run
         path.write_bytes(b"junk")
     model = (run / "model.ckpt").read_bytes()
     assert _resume(run, "--set", "optim.max_steps=4") == 2
-    assert "no readable checkpoint to resume from" in capsys.readouterr().err
+    assert_names(capsys.readouterr().err, run / "checkpoints")
     assert (run / "model.ckpt").read_bytes() == model
 
 
-@pytest.mark.parametrize("option, message", [
-    (["--threads", "-1"], "--threads -1: must be at least 1"),
-    (["--devices", "0"], "--devices 0: must be at least 1"),
-    (["--set", "data.patch_size=0"], "data.patch_size=0: must be at least 1"),
-    (["--set", "data.patch_size=4096"], "data.patch_size=4096: larger than the 128x128 images"),
-    (["--set", "optim.max_steps=0"], "optim.max_steps=0: must be a positive number of steps"),
-    (["--set", "render.chunk_rays=0"], "render.chunk_rays=0: must be an integer >= 1"),
-    (["--set", "render.coarse_samples=-4"], "render.coarse_samples=-4: must be an integer >= 1"),
-    (["--set", "model.tex_out_channels=-1"], "model.tex_out_channels=-1: must be an integer >= 1"),
-    (["--set", "model.geo_mlp_hidden=2000000"], "GB of memory"),
-    (["--set", "data.keypoint_jitter_cm=nan"], "data.keypoint_jitter_cm=nan: must be finite and >= 0"),
-    (["--set", "data.keypoint_jitter_cm=-1"], "data.keypoint_jitter_cm=-1.0: must be finite and >= 0"),
+@pytest.mark.parametrize("option, named", [                 # the setting and its value (numbers that show why)
+    (["--threads", "-1"], ["--threads -1"]),
+    (["--devices", "0"], ["--devices 0"]),
+    (["--set", "data.patch_size=0"], ["data.patch_size=0"]),
+    (["--set", "data.patch_size=4096"], ["data.patch_size=4096", "128x128"]),
+    (["--set", "optim.max_steps=0"], ["optim.max_steps=0"]),
+    (["--set", "render.chunk_rays=0"], ["render.chunk_rays=0"]),
+    (["--set", "render.coarse_samples=-4"], ["render.coarse_samples=-4"]),
+    (["--set", "model.tex_out_channels=-1"], ["model.tex_out_channels=-1"]),
+    (["--set", "model.geo_mlp_hidden=2000000"], ["GB"]),                   # the memory it would need
+    (["--set", "data.keypoint_jitter_cm=nan"], ["data.keypoint_jitter_cm=nan"]),
+    (["--set", "data.keypoint_jitter_cm=-1"], ["data.keypoint_jitter_cm=-1"]),
 ])
-def test_settings_that_could_only_fail_later_are_refused_up_front(synth_set, tmp_path, capsys, option, message):
+def test_settings_that_could_only_fail_later_are_refused_up_front(synth_set, tmp_path, capsys, option, named):
     out = tmp_path / "run"
     assert _train(synth_set, out, *option) == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err, err
+    assert_names(capsys.readouterr().err, *named)
     assert not out.exists()

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from keypointnerf.cli import main
+from keypointnerf.errors import UserError
 from keypointnerf.model import KeypointNeRF, model_preset
 from keypointnerf.model.checkpoint import save_model
 from keypointnerf.geometry import look_at, scaled_camera
@@ -27,6 +28,7 @@ from keypointnerf.render.renderer import RenderCancelled
 from keypointnerf.view.progressive import ProgressiveRenderer
 from keypointnerf.view.session import (ViewCamera, ViewSession, camera_from_pose, camera_pose, vertical_fov,
                                        z_depth)
+from helpers import assert_names
 from zju_fixtures import make_subject
 
 viser = pytest.importorskip("viser", reason="the viewer's tests need the 'view' extra: pip install -e '.[view]'")
@@ -252,8 +254,6 @@ def test_progressive_renderer_survives_errors():
 def test_exports_never_overwrite(scene, session):
     import json
 
-    from keypointnerf.view.app import run_render_verb
-
     out = scene["root"] / "numbered"
     camera = _dataset_camera(session, 1, 24)
     result = session.render(camera)
@@ -263,12 +263,22 @@ def test_exports_never_overwrite(scene, session):
     record = json.loads(first["json"].read_text())
     assert record["frame"] == 0 and record["sources"] == [0, 1, 2] and record["camera"]["width"] == 24
     assert np.allclose(record["camera"]["Rt"], camera.Rt) and record["camera"]["files"]["rgb"] == "view_000.png"
-    # the orbit export is `keypointnerf render --orbit` with the session's frame, sources and settings
+    # the orbit export writes what `keypointnerf render --orbit` writes with the session's frame, sources and
+    # settings: the same files, the same pixels, the same cameras
     orbit = out / "orbit_000"
-    assert run_render_verb(session.orbit_arguments(orbit, 2, 24)) == 0
-    info = json.loads((orbit / "render.json").read_text())
+    assert session.export_orbit(orbit, 2, 24) == orbit / "orbit.mp4"
+    verb = out / "by_the_verb"
+    assert main(session.orbit_arguments(verb, 2, 24)) == 0
+    info, by_verb = (json.loads((folder / "render.json").read_text()) for folder in (orbit, verb))
     assert (orbit / "orbit.mp4").is_file() and len(info["cameras"]) == 2
     assert info["frame"] == 0 and info["sources"] == [0, 1, 2] and info["cameras"][0]["width"] == 24
+    assert info["cameras"] == by_verb["cameras"] and info["orbit"] == by_verb["orbit"]
+    assert info["files"] == by_verb["files"]
+    for name in info["files"]:
+        if name.endswith(".png"):
+            assert (orbit / name).read_bytes() == (verb / name).read_bytes(), name
+    with pytest.raises(UserError, match="orbit_000"):                      # an export never overwrites
+        session.export_orbit(orbit, 2, 24)
 
 
 # ----------------------------------------------------------------------------------------------- the server
@@ -321,8 +331,7 @@ def test_ctrl_c_stops_the_server(scene):
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, output
-    assert "keypointnerf view: stopping" in output and "Traceback" not in output
+    assert process.returncode == 0 and "Traceback" not in output, output      # a clean stop, the port freed
     assert _port_closed(url)
 
 
@@ -350,8 +359,7 @@ def test_closing_the_last_page_stops_the_server(scene):
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, output
-    assert "the page was closed; stopping" in output and "Traceback" not in output
+    assert process.returncode == 0 and "Traceback" not in output, output      # it stopped on its own, no signal
     assert _port_closed(url)
 
 
@@ -413,11 +421,11 @@ def test_page_in_headless_chromium(scene, session):
 
 
 @pytest.mark.parametrize("change, expected", [
-    ({"--frame": "9"}, ["frame 9 does not exist"]),
-    ({"--sources": "0,1,7"}, ["camera 7 does not exist"]),
-    ({"--checkpoint": "missing.ckpt"}, ["missing.ckpt", "not found"]),
-    ({"--resolution": "8"}, ["--resolution must be >= 32"]),
-    ({"--host": "192.0.2.1"}, ["--host 192.0.2.1: cannot listen on this address"]),   # not this machine's
+    ({"--frame": "9"}, ["frame 9"]),
+    ({"--sources": "0,1,7"}, ["--sources", "camera 7"]),
+    ({"--checkpoint": "missing.ckpt"}, ["missing.ckpt"]),
+    ({"--resolution": "8"}, ["--resolution", "32", "8"]),                     # the option, its minimum, the value
+    ({"--host": "192.0.2.1"}, ["--host 192.0.2.1"]),                          # not this machine's address
 ])
 def test_view_refusals(scene, capsys, change, expected):
     args = ["view", "--checkpoint", str(scene["checkpoint"]), "--data", str(scene["subject"]), "--sources", "0,1,2",
@@ -429,14 +437,11 @@ def test_view_refusals(scene, capsys, change, expected):
         else:
             args += [option, value]
     assert main(args) == 2
-    err = capsys.readouterr().err
-    for text in expected:
-        assert text in err
+    assert_names(capsys.readouterr().err, *expected)
 
 
 def test_missing_viser_says_how_to_install(scene, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "viser", None)                          # import viser -> ImportError
     assert main(["view", "--checkpoint", str(scene["checkpoint"]), "--data", str(scene["subject"]),
                  "--sources", "0,1,2"]) == 2
-    err = capsys.readouterr().err
-    assert "viser" in err and "pip install -e '.[view]'" in err and "Traceback" not in err
+    assert_names(capsys.readouterr().err, "viser", ".[view]")                     # the package and the extra

@@ -39,9 +39,8 @@ from tqdm import tqdm
 from ..data.zju import read_image_file, read_mask_file
 from ..errors import UserError
 from ..paths import check_out_dir
-from . import joints as joint_map
+from . import detector as pose_detector, joints as joint_map
 from .calibration import Camera, check_person_in_front, read_calibration
-from .detector import PoseDetector
 from .frames import CameraFrames, open_frames
 from .keypoints import openpose_files, read_openpose
 from .masks import DEFAULT_THRESHOLD, SegmentationModel, check_mask, plate_mask
@@ -201,7 +200,7 @@ def import_capture(source: str | Path, out: str | Path, options: ImportOptions |
     if masks_mode == "detect":
         segmenter = SegmentationModel()
     if keypoints_mode == "detect":
-        detector = PoseDetector()
+        detector = pose_detector.PoseDetector()
     out_exists = out.exists()
     check_out_dir(out, options.force, "annots.npy, capture.json and the Camera_B*/, mask/, joints3d/, vertices/ "
                                       "folders")

@@ -17,8 +17,8 @@ from ..fileio import atomic_write_text, check_writable
 from ..model.checkpoint import resolve_checkpoint_path
 from ..options import (add_checkpoint_argument, add_subject_arguments, check_cameras, check_frame, check_source_views,
                        encode_sources, load_checked_model, open_subject, parse_cameras)
-from .mesh import (ModelDensity, chamfer_distance, density_grid, extract_mesh, sample_surface, truth_points,
-                   vertex_colors, write_ply)
+from .mesh import (ModelDensity, chamfer_distance, check_threshold, density_grid, extract_mesh, sample_surface,
+                   truth_points, vertex_colors, write_ply)
 
 DEFAULT_TRUTH_POINTS = 50000
 
@@ -55,8 +55,7 @@ def _check_options(args) -> Path:
         raise UserError(f"--grid must be >= 2, got {args.grid}")
     if args.grid > 1024:
         raise UserError(f"--grid {args.grid}: at most 1024 (the grid's memory grows with the cube of it)")
-    if not args.threshold > 0:
-        raise UserError(f"--threshold must be positive (density is >= 0 everywhere), got {args.threshold}")
+    check_threshold(args.threshold)
     if args.truth_points < 1:
         raise UserError(f"--truth-points must be >= 1, got {args.truth_points}")
     out = Path(args.out)

@@ -130,6 +130,12 @@ class ModelDensity:
 
 
 # ----------------------------------------------------------------------------------------------- the surface
+def check_threshold(threshold: float) -> None:
+    """UserError unless the iso-surface's density ``threshold`` is positive (density is >= 0 everywhere)."""
+    if not threshold > 0:
+        raise UserError(f"--threshold must be positive (density is >= 0 everywhere), got {threshold}")
+
+
 def extract_mesh(grid: DensityGrid, threshold: float, hint: str = ""):
     """The iso-surface ``density == threshold`` as a ``trimesh.Trimesh`` in world metres, faces oriented
     outwards (towards lower density).
@@ -138,8 +144,7 @@ def extract_mesh(grid: DensityGrid, threshold: float, hint: str = ""):
     surface. Raises UserError when the threshold is not positive or no grid value exceeds it (empty surface;
     the message gives the range seen, plus ``hint``).
     """
-    if not threshold > 0:
-        raise UserError(f"--threshold must be positive (density is >= 0 everywhere), got {threshold}")
+    check_threshold(threshold)
     values = grid.values
     low, high = float(values.min()), float(values.max())
     if not high > threshold:

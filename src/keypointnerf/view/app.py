@@ -8,7 +8,6 @@ resolution renders again; changing the display (colour / depth / opacity) only r
 """
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 import traceback
@@ -22,7 +21,6 @@ import numpy as np
 from ..errors import UserError
 from ..imaging import to_uint8
 from ..options import parse_cameras
-from ..render import commands as render_commands
 from ..render.orbit import describe_body_frame, orbit_cameras
 from .progressive import ProgressiveRenderer
 from .session import (DISPLAYS, SMPL_PARENTS, ViewCamera, ViewSession, camera_from_pose, camera_pose,
@@ -62,13 +60,6 @@ class Rendered:
     result: dict
     final: bool
     seconds: float
-
-
-def run_render_verb(argv: list[str]) -> int:
-    """Run ``keypointnerf render`` with ``argv`` (without the program name) in this process."""
-    parser = argparse.ArgumentParser(prog="keypointnerf")
-    render_commands.register(parser.add_subparsers(dest="verb"))
-    return int(render_commands.run(parser.parse_args(argv)) or 0)
 
 
 def box_edges(bounds: np.ndarray) -> np.ndarray:
@@ -344,7 +335,8 @@ class ViewerApp:
         return future
 
     def _export_orbit(self, client) -> Future | None:
-        """``keypointnerf render --orbit`` of the page's settings (a worker task) -> its Future (of the video)."""
+        """An orbit of the page's settings, as ``keypointnerf render --orbit`` writes it (a worker task) -> its
+        Future (of the video)."""
         if client is None:
             return None
         frames, resolution = int(self.orbit_frames.value), self.resolution
@@ -355,10 +347,9 @@ class ViewerApp:
         def task():
             self.out.mkdir(parents=True, exist_ok=True)
             out = self.out / next_free_stem(self.out, "orbit", ("",))
-            argv = self.session.orbit_arguments(out, frames, resolution)
-            print("$ keypointnerf " + " ".join(argv), flush=True)
-            run_render_verb(argv)
-            video = out / render_commands.ORBIT_VIDEO
+            command = " ".join(self.session.orbit_arguments(out, frames, resolution))
+            print(f"keypointnerf view: exporting the orbit (as $ keypointnerf {command})", flush=True)
+            video = self.session.export_orbit(out, frames, resolution)
             client.send_file_download(f"{out.name}.mp4", video.read_bytes())
             return video
 

@@ -3,7 +3,7 @@ renders from any pinhole camera.
 
 Renders are ``render_image`` calls with the model's render settings, as ``keypointnerf render`` makes them, so
 the last (full-resolution) step of a progressive render has the pixels ``render`` writes for that camera;
-exports go through ``render``'s own writers (``view_pictures`` / ``write_view``, the ``render --orbit`` verb).
+exports go through ``render``'s own writers (``view_pictures`` / ``write_view``, ``render.output`` for the orbit).
 
 Cameras are OpenCV pinhole: K (3, 3) in pixels, world-to-camera [R|t] (3, 4), metres (x right, y down,
 z forward), the ray of pixel (u, v) through ``K^-1 [u, v, 1]``.
@@ -24,7 +24,10 @@ from scipy.spatial.transform import Rotation
 from ..fileio import atomic_write_text
 from ..geometry import scaled_camera
 from ..imaging import to_uint8
-from ..options import check_cameras, check_frame, encode_sources, load_checked_model
+from ..options import check_cameras, check_frame, check_source_views, encode_sources, load_checked_model
+from ..paths import check_out_dir
+from ..render.output import (DEFAULT_FPS, ORBIT_VIDEO, EncodedFrame, check_render_size, orbit_of,
+                             render_to_folder)
 from ..render.renderer import RenderConfig, render_image
 from ..render.video import view_pictures, write_view
 
@@ -137,7 +140,9 @@ class ViewSession:
         them (UserError naming the problem; the previous selection stays)."""
         frame = check_frame(self.subject, frame)
         check_cameras(self.subject, sources, "--sources")
-        enc, _, keypoints, bounds = encode_sources(self.model, self.subject, frame, sources, self.device)
+        enc, images, keypoints, bounds = encode_sources(self.model, self.subject, frame, sources, self.device)
+        self.encoded = EncodedFrame(self.model, self.info, self.subject, frame, list(sources), enc, images, keypoints,
+                                    bounds, self.device)
         self.enc, self.frame, self.sources = enc, frame, list(sources)
         self.bounds = bounds
         self.keypoints = keypoints.numpy().astype(np.float64)
@@ -213,9 +218,19 @@ class ViewSession:
         atomic_write_text(out / f"{stem}.json", json.dumps(record, indent=2) + "\n")
         return {**{kind: out / name for kind, name in files.items()}, "json": out / f"{stem}.json"}
 
+    def export_orbit(self, out: Path, frames: int, resolution: int) -> Path:
+        """Write an orbit of ``frames`` views of the current frame, sources and settings at ``resolution`` px into
+        ``out`` (a new folder), as ``keypointnerf render --orbit`` (:meth:`orbit_arguments`) writes it -> the
+        video's path."""
+        check_source_views(self.subject, self.frame, self.sources)
+        check_render_size(self.subject, resolution)
+        check_out_dir(out, force=False)
+        cameras, orbit = orbit_of(self.encoded, frames, None, None, resolution, DEFAULT_FPS)
+        render_to_folder(out, self.encoded, self.cfg, cameras, orbit)
+        return out / ORBIT_VIDEO
+
     def orbit_arguments(self, out: Path, frames: int, resolution: int) -> list[str]:
-        """The ``keypointnerf render --orbit`` command line for the current frame, sources and settings, into
-        ``out`` (a new folder)."""
+        """The ``keypointnerf render --orbit`` command line that writes what :meth:`export_orbit` writes."""
         argv = ["render", "--checkpoint", str(self.checkpoint), "--data", str(self.subject.path),
                 "--frame", str(self.frame), "--sources", ",".join(map(str, self.sources)),
                 "--orbit", str(frames), "--resolution", str(resolution),
