@@ -62,8 +62,6 @@ def patch_pixels(mask: np.ndarray, patch_size: int, rng: np.random.Generator) ->
     return np.stack([uu.reshape(-1), vv.reshape(-1)], axis=1).astype(np.int64)
 
 
-
-
 class TrainDataset(_ProtocolDataset):
     """Training samples: one item per (train subject, frame) of the protocol.
 

@@ -185,8 +185,6 @@ def open_subjects(data_root: str | Path, names: Sequence[str], **reader_kwargs) 
     return subjects
 
 
-
-
 def select_cameras(num_cameras: int, input_cams: Sequence[int] = DEFAULT_INPUT_CAMS,
                    target_cams: Sequence[int] = DEFAULT_TARGET_CAMS) -> tuple[list[int], list[int]]:
     """(source cameras, target cameras) for a subject with ``num_cameras`` cameras.

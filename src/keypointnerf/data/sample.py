@@ -60,3 +60,11 @@ class Sample:
             self, views=self.views.to(device), bounds=self.bounds.to(device), tgt_image=self.tgt_image.to(device),
             tgt_mask=self.tgt_mask.to(device), tgt_K=self.tgt_K.to(device), tgt_Rt=self.tgt_Rt.to(device),
             pixels=None if self.pixels is None else self.pixels.to(device))
+
+
+def noisy_keypoints(keypoints: torch.Tensor, standard_normal: torch.Tensor, centimetres: float) -> torch.Tensor:
+    """``keypoints`` (..., K, 3) metres plus Gaussian noise of ``centimetres`` standard deviation per coordinate,
+    from ``standard_normal``: N(0, 1) draws of the same shape (float64, any generator: training's torch
+    generator, evaluation's per-frame numpy seed), in the keypoints' dtype and device."""
+    noise = standard_normal * (centimetres / 100.0)
+    return keypoints + noise.to(device=keypoints.device, dtype=keypoints.dtype)

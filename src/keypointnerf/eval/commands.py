@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ..configio import to_dict
 from ..data.datasets import TestDataset
 from ..data.protocol import PROTOCOL_NAMES, load_protocol
+from ..data.sample import noisy_keypoints
 from ..device import add_device_argument, resolve_device
 from ..errors import UserError
 from ..fileio import atomic_write_text
@@ -135,9 +136,8 @@ def keypoint_noise(keypoints, centimetres: float, seed: int, subject_index: int,
     subject index, frame): the same draw for every target camera of a frame and on every run."""
     if centimetres == 0:
         return keypoints
-    rng = np.random.default_rng([seed, subject_index, frame])
-    noise = torch.from_numpy(rng.normal(0.0, centimetres / 100.0, size=tuple(keypoints.shape)))
-    return keypoints + noise.to(keypoints.dtype)
+    draws = np.random.default_rng([seed, subject_index, frame]).standard_normal(tuple(keypoints.shape))
+    return noisy_keypoints(keypoints, torch.from_numpy(draws), centimetres)
 
 
 # ------------------------------------------------------------------------------------------------ outputs

@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from ..data.datasets import TestDataset, TrainDataset
-from ..data.sample import Sample
+from ..data.sample import Sample, noisy_keypoints
 from ..errors import UserError
 from ..imaging import psnr
 from ..model.keypointnerf import KeypointNeRF
@@ -47,8 +47,8 @@ def drop_views(num_views: int, generator: torch.Generator) -> list[int]:
 def jitter_keypoints(keypoints: torch.Tensor, centimetres: float, generator: torch.Generator) -> torch.Tensor:
     """``keypoints`` (..., K, 3) metres plus Gaussian noise of ``centimetres`` std per coordinate (training-time
     keypoint jitter; drawn on the CPU from ``generator`` so that a seed gives the same draws on any device)."""
-    noise = torch.randn(keypoints.shape, generator=generator, dtype=torch.float64) * (centimetres / 100.0)
-    return keypoints + noise.to(device=keypoints.device, dtype=keypoints.dtype)
+    return noisy_keypoints(keypoints, torch.randn(keypoints.shape, generator=generator, dtype=torch.float64),
+                           centimetres)
 
 
 class KeypointNeRFTraining(L.LightningModule):
