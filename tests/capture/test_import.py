@@ -273,8 +273,8 @@ def test_detector_finding_nobody_names_camera_and_frame(raw, tmp_path, monkeypat
     summary = import_capture(source, tmp_path / "out", ImportOptions(masks="background", keypoints="detect",
                                                                      progress=False))
     assert summary["frames"] == [0, 1]  # three cameras still see everyone
-    blind = [w for w in summary["warnings"] if "camera '02'" in w]             # each view without a person, named
-    assert len(blind) == 2 and all(f"{source / 'videos' / '02.mp4'} frame {f}" in w for f, w in zip((0, 1), blind))
+    blind = [w for w in summary["warnings"] if str(source / "videos" / "02.mp4") in w]   # each view without a person
+    assert len(blind) == 2 and all(f"frame {f}" in w and "camera '02'" in w for f, w in zip((0, 1), blind))
     assert summary["per_joint"]["l_knee"]["views_detected"] == 3
     imported = ZJUSubject(tmp_path / "out", cache_mb=0)
     assert np.linalg.norm(imported.keypoints(1) - truth["joints"][1], axis=-1).mean() < 0.02
