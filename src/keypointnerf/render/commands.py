@@ -32,7 +32,7 @@ from ..options import (add_checkpoint_argument, add_sampling_arguments, add_subj
                        check_frame, check_minimums, check_source_views, encode_sources, load_checked_model,
                        open_subject, parse_cameras, sampling_option_minimums, sampling_overrides)
 from ..paths import check_out_dir
-from .orbit import describe_body_frame, orbit_cameras
+from .orbit import describe_body_frame, orbit_azimuths_deg, orbit_cameras
 from .renderer import RenderConfig, render_image
 from .video import VideoWriter, source_strip, write_png, write_view
 
@@ -66,6 +66,9 @@ def register(subparsers) -> None:
                              "the keypoints' centre, brought within the model's depth range where needed)")
     parser.add_argument("--elevation", type=float, metavar="DEG",
                         help="orbit cameras' angle above the body's horizontal plane in degrees (default 0)")
+    parser.add_argument("--arc", type=float, metavar="DEG",
+                        help="orbit over an arc of DEG degrees centred in front of the person instead of the whole "
+                             "circle (e.g. 120 for a head seen from the front; default 360)")
     parser.add_argument("--resolution", type=int, metavar="PX",
                         help="longer side of the rendered images in pixels (default: the size of the data set's "
                              "images after --downsample); intrinsics are scaled to match")
@@ -90,8 +93,10 @@ def _check_options(args) -> None:
     check_minimums(("--orbit", args.orbit, 1), ("--resolution", args.resolution, 1), *sampling_option_minimums(args))
     if not args.fps > 0:
         raise UserError(f"--fps must be positive, got {args.fps}")
-    if args.orbit is None and (args.radius is not None or args.elevation is not None):
-        raise UserError("--radius and --elevation apply to --orbit only")
+    if args.orbit is None and (args.radius is not None or args.elevation is not None or args.arc is not None):
+        raise UserError("--radius, --elevation and --arc apply to --orbit only")
+    if args.arc is not None and not (0 < args.arc <= 360 and (args.arc == 360 or args.orbit >= 2)):
+        raise UserError(f"--arc {args.arc:g}: must be in (0, 360] degrees, with --orbit 2 or more below 360")
     if args.radius is not None and not args.radius > 0:
         raise UserError(f"--radius must be positive (metres), got {args.radius}")
     if args.elevation is not None and not abs(args.elevation) < 90:
@@ -161,12 +166,14 @@ def run(args) -> int:
         elevation = 0.0 if args.elevation is None else args.elevation
         K, height, width = scaled_camera(subject.camera(sources[0])[0], size, args.resolution)
         digits = max(3, len(str(args.orbit - 1)))
-        for k, (K_k, Rt_k) in enumerate(orbit_cameras(centre, up, facing, args.orbit, radius, elevation, K)):
+        arc = 360.0 if args.arc is None else args.arc
+        azimuths = orbit_azimuths_deg(args.orbit, arc)
+        for k, (K_k, Rt_k) in enumerate(orbit_cameras(centre, up, facing, args.orbit, radius, elevation, K, arc)):
             name = f"frame{k:0{digits}d}"
             views.append((name, f"{ORBIT_DIR}/{name}", K_k, Rt_k, height, width,
-                          {"azimuth_deg": round(360.0 * k / args.orbit, 6)}))
+                          {"azimuth_deg": round(azimuths[k], 6)}))
         orbit_info = {"count": args.orbit, "center": _as_list(centre), "up": _as_list(up), "facing": _as_list(facing),
-                      "radius_m": radius, "elevation_deg": elevation, "fps": args.fps, "video": ORBIT_VIDEO,
+                      "radius_m": radius, "elevation_deg": elevation, "arc_deg": arc, "fps": args.fps, "video": ORBIT_VIDEO,
                       "intrinsics_from_camera": sources[0], "body_frame": frame_info}
 
     out.mkdir(parents=True, exist_ok=True)
