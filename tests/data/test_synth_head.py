@@ -173,3 +173,14 @@ def test_a_training_step_with_the_head_preset(head_set, tmp_path):
     assert config["model"]["znear"] == 0.15 and config["model"]["zfar"] == 1.6
     model, _, _ = load_model(run / "model.ckpt")
     assert model.cfg.num_keypoints == 22
+
+
+def test_uv_mask_lookup_is_bilinear_for_any_number_of_points():
+    # a ramp along u: bilinear interpolation reproduces it exactly inside the texture; more points than
+    # OpenCV takes in one row (32767) are looked up as well
+    height, width = 64, 128
+    mask = np.tile(np.arange(width, dtype=np.float32), (height, 1))
+    uv = np.random.default_rng(0).uniform([0.01, 0.0], [0.99, 1.0], size=(40_000, 2))
+    expected = np.clip(uv[:, 0] * width - 0.5, 0, width - 1)
+    assert np.allclose(head._lookup(mask, uv), expected, atol=1e-2)
+    assert head._lookup(mask, uv[:3]).shape == (3,)

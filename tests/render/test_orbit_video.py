@@ -16,7 +16,7 @@ from keypointnerf.model import KeypointNeRF, model_preset
 from keypointnerf.model.checkpoint import save_model
 from keypointnerf.geometry import look_at
 from keypointnerf.render.orbit import (CANONICAL_FRAMES, body_frame, describe_body_frame, keypoint_body_frame,
-                                       orbit_cameras, rh_body_frame)
+                                       orbit_azimuths_deg, orbit_cameras, rh_body_frame)
 from keypointnerf.render.video import depth_to_color, source_strip, write_png, write_video
 from helpers import assert_names
 from zju_fixtures import make_subject, save_pickled
@@ -74,6 +74,21 @@ def test_orbit_cameras_by_hand(elevation):
         assert math.degrees(math.acos(np.clip(cosine, -1, 1))) == pytest.approx(360 / count, abs=1e-6)
         assert np.cross(a, b) @ up_unit > 0
     assert horizontals[count // 4] @ left > 0       # a quarter turn later: on the subject's left
+
+
+def test_orbit_arc_sweeps_in_front_of_the_person():
+    center, up, forward = np.array([0.1, 0.2, 1.6]), np.array([0.0, 0.0, 1.0]), np.array([0.0, -1.0, 0.0])
+    cams = orbit_cameras(center, up, forward, 5, 0.8, 0.0, K, arc_deg=120.0)
+    horizontals = [_centre(Rt) - center for _, Rt in cams]
+    # -60, -30, 0, 30, 60 degrees: the middle camera in front, the ends 60 degrees to either side
+    signed = [math.degrees(math.atan2(h @ np.cross(up, forward), h @ forward)) for h in horizontals]
+    assert signed == pytest.approx([-60.0, -30.0, 0.0, 30.0, 60.0], abs=1e-9)
+    assert all(np.linalg.norm(h) == pytest.approx(0.8) for h in horizontals)
+    assert orbit_azimuths_deg(4) == [0.0, 90.0, 180.0, 270.0]
+    with pytest.raises(ValueError):
+        orbit_azimuths_deg(1, 90.0)                     # an arc needs two ends
+    with pytest.raises(ValueError):
+        orbit_azimuths_deg(4, 400.0)
 
 
 def test_orbit_argument_checks():

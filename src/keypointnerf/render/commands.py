@@ -47,6 +47,9 @@ def register(subparsers) -> None:
                              "the keypoints' centre, brought within the model's depth range where needed)")
     parser.add_argument("--elevation", type=float, metavar="DEG",
                         help="orbit cameras' angle above the body's horizontal plane in degrees (default 0)")
+    parser.add_argument("--arc", type=float, metavar="DEG",
+                        help="orbit over an arc of DEG degrees centred in front of the person instead of the whole "
+                             "circle (e.g. 120 for a head seen from the front; default 360)")
     parser.add_argument("--resolution", type=int, metavar="PX",
                         help="longer side of the rendered images in pixels (default: the size of the data set's "
                              "images after --downsample); intrinsics are scaled to match")
@@ -72,8 +75,10 @@ def _check_options(args) -> None:
     check_minimums(("--orbit", args.orbit, 1), ("--resolution", args.resolution, 1), *sampling_option_minimums(args))
     if not args.fps > 0:
         raise UserError(f"--fps must be positive, got {args.fps}")
-    if args.orbit is None and (args.radius is not None or args.elevation is not None):
-        raise UserError("--radius and --elevation apply to --orbit only")
+    if args.orbit is None and (args.radius is not None or args.elevation is not None or args.arc is not None):
+        raise UserError("--radius, --elevation and --arc apply to --orbit only")
+    if args.arc is not None and not (0 < args.arc <= 360 and (args.arc == 360 or args.orbit >= 2)):
+        raise UserError(f"--arc {args.arc:g}: must be in (0, 360] degrees, with --orbit 2 or more below 360")
     if args.radius is not None and not args.radius > 0:
         raise UserError(f"--radius must be positive (metres), got {args.radius}")
     if args.elevation is not None and not abs(args.elevation) < 90:
@@ -105,7 +110,8 @@ def run(args) -> int:
     if targets is not None:
         cameras, orbit = target_cameras(subject, targets, args.resolution), None
     else:
-        cameras, orbit = orbit_of(encoded, args.orbit, args.radius, args.elevation, args.resolution, args.fps)
+        cameras, orbit = orbit_of(encoded, args.orbit, args.radius, args.elevation, args.resolution, args.fps,
+                                  args.arc)
     description = render_to_folder(out, encoded, cfg, cameras, orbit, targets, args.depth, args.opacity, started)
     what = f"{len(cameras)} orbit frames and {ORBIT_VIDEO}" if orbit else f"{len(cameras)} view(s) in {VIEWS_DIR}/"
     print(f"wrote {out}: {what}, {SOURCES_PNG}, {RENDER_JSON} ({description['seconds']:.1f} s)")

@@ -34,9 +34,24 @@ CANONICAL_FRAMES = {
     "smpl": (np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0])),
     "anny": (np.array([0.0, 0.0, 1.0]), np.array([0.0, -1.0, 0.0])),
 }
+def orbit_azimuths_deg(count: int, arc_deg: float = 360.0) -> list[float]:
+    """Azimuths (degrees, 0 = in front, positive towards the subject's left) of ``count`` orbit cameras: the full
+    circle in steps of 360 / count, or for an arc below 360 degrees ``count`` (>= 2) evenly spaced from -arc/2 to
+    +arc/2, both ends included (a sweep in front of a face)."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    if not 0 < arc_deg <= 360:
+        raise ValueError(f"arc must be in (0, 360] degrees, got {arc_deg}")
+    if arc_deg == 360:
+        return [360.0 * k / count for k in range(count)]
+    if count < 2:
+        raise ValueError(f"an arc needs at least 2 cameras, got {count}")
+    return [-arc_deg / 2 + arc_deg * k / (count - 1) for k in range(count)]
+
+
 def orbit_cameras(center, up, forward, count: int, radius_m: float, elevation_deg: float = 0.0,
-                  K=None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``count`` cameras evenly spaced on a circle around ``center``, all looking at it.
+                  K=None, arc_deg: float = 360.0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``count`` cameras evenly spaced on a circle (or an arc of it) around ``center``, all looking at it.
 
     Args:
         center: (3,) world point the cameras look at (metres).
@@ -50,11 +65,12 @@ def orbit_cameras(center, up, forward, count: int, radius_m: float, elevation_de
         elevation_deg: angle of the cameras above the plane orthogonal to ``up`` through ``center``
             (|elevation| < 90; negative = below).
         K: (3, 3) intrinsics in pixels given to every camera (copied).
+        arc_deg: 360 for the whole circle, less for an arc centred on ``forward``
+            (see :func:`orbit_azimuths_deg`).
     Returns:
         list of (K (3, 3), Rt (3, 4)) float64 numpy arrays, world-to-camera.
     """
-    if count < 1:
-        raise ValueError(f"count must be >= 1, got {count}")
+    azimuths = orbit_azimuths_deg(count, arc_deg)
     if not radius_m > 0:
         raise ValueError(f"radius must be positive, got {radius_m}")
     if not abs(elevation_deg) < 90:
@@ -68,8 +84,8 @@ def orbit_cameras(center, up, forward, count: int, radius_m: float, elevation_de
     left = np.cross(up, front)                     # the subject's left (SMPL: Y x Z = +X)
     elevation = math.radians(elevation_deg)
     cameras = []
-    for k in range(count):
-        azimuth = 2 * math.pi * k / count
+    for azimuth_deg in azimuths:
+        azimuth = math.radians(azimuth_deg)
         horizontal = math.cos(azimuth) * front + math.sin(azimuth) * left
         position = center + radius_m * (math.cos(elevation) * horizontal + math.sin(elevation) * up)
         cameras.append((K.copy(), look_at(position, center, up)))

@@ -23,7 +23,7 @@ from ..fileio import atomic_write_text
 from ..geometry import scaled_camera
 from ..memory import check_fits
 from ..model.keypointnerf import KeypointNeRF, SourceEncoding
-from .orbit import describe_body_frame, orbit_cameras
+from .orbit import describe_body_frame, orbit_azimuths_deg, orbit_cameras
 from .renderer import RenderConfig, render_image
 from .video import VideoWriter, source_strip, write_png, write_view
 
@@ -90,9 +90,9 @@ def target_cameras(subject: ZJUSubject, targets: list[int], resolution: int | No
 
 
 def orbit_of(encoded: EncodedFrame, count: int, radius: float | None, elevation: float | None,
-             resolution: int | None, fps: float) -> tuple[list[CameraToRender], dict]:
-    """``count`` cameras on a circle around the person (see ``orbit_cameras``) -> (cameras, render.json's
-    "orbit" record).
+             resolution: int | None, fps: float, arc: float | None = None) -> tuple[list[CameraToRender], dict]:
+    """``count`` cameras on a circle around the person, or on an ``arc`` (degrees, None = 360) of it centred in
+    front (see ``orbit_cameras``) -> (cameras, render.json's "orbit" record).
 
     ``radius`` (metres) None: the mean distance of the data set's cameras to the keypoints' centre, brought within
     the model's depth range where needed (said on stderr); a given radius outside it is a UserError.
@@ -125,13 +125,15 @@ def orbit_of(encoded: EncodedFrame, count: int, radius: float | None, elevation:
     elevation = 0.0 if elevation is None else elevation
     K, height, width = scaled_camera(subject.camera(sources[0])[0], subject.image_size, resolution)
     digits = max(3, len(str(count - 1)))
+    arc = 360.0 if arc is None else arc
+    azimuths = orbit_azimuths_deg(count, arc)
     cameras = []
-    for k, (K_k, Rt_k) in enumerate(orbit_cameras(centre, up, facing, count, radius, elevation, K)):
+    for k, (K_k, Rt_k) in enumerate(orbit_cameras(centre, up, facing, count, radius, elevation, K, arc)):
         name = f"frame{k:0{digits}d}"
         cameras.append(CameraToRender(name, f"{ORBIT_DIR}/{name}", K_k, Rt_k, height, width,
-                                      {"azimuth_deg": round(360.0 * k / count, 6)}))
+                                      {"azimuth_deg": round(azimuths[k], 6)}))
     orbit = {"count": count, "center": as_list(centre), "up": as_list(up), "facing": as_list(facing),
-             "radius_m": radius, "elevation_deg": elevation, "fps": fps, "video": ORBIT_VIDEO,
+             "radius_m": radius, "elevation_deg": elevation, "arc_deg": arc, "fps": fps, "video": ORBIT_VIDEO,
              "intrinsics_from_camera": sources[0], "body_frame": frame_info}
     return cameras, orbit
 

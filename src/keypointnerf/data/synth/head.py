@@ -320,12 +320,20 @@ def _uv_masks() -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(Image.open(folder / name).convert("L"), np.float32) / 255.0 for name in UV_MASKS)
 
 
+_LOOKUP_ROW = 4096
+
+
 def _lookup(mask: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Bilinear lookup of a (H, W) UV mask at (N, 2) texture coordinates (v up, as anny's)."""
     height, width = mask.shape
-    x = (uv[:, 0] * width - 0.5).astype(np.float32)[:, None]
-    y = ((1 - uv[:, 1]) * height - 0.5).astype(np.float32)[:, None]
-    return cv2.remap(mask, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[:, 0]
+    count = len(uv)
+    # OpenCV's maps must be under 32767 on each side: lay the N points out as rows of _LOOKUP_ROW
+    rows = max(1, -(-count // _LOOKUP_ROW))
+    maps = np.zeros((2, rows * _LOOKUP_ROW), np.float32)
+    maps[0, :count] = uv[:, 0] * width - 0.5
+    maps[1, :count] = (1 - uv[:, 1]) * height - 0.5
+    x, y = maps.reshape(2, rows, _LOOKUP_ROW)
+    return cv2.remap(mask, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1)[:count]
 
 
 def corner_attributes(vertex_attributes: np.ndarray, faces: np.ndarray, corner_uv: np.ndarray) -> np.ndarray:
