@@ -48,3 +48,26 @@ def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--checkpoint", str(checkpoint)]) == 2
     assert_names(capsys.readouterr().err, out, "--force")
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_head_demo_renders_a_head_from_its_frontal_arc(tmp_path, capsys):
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "random_head.ckpt"
+    model = KeypointNeRF(model_preset("small", znear=0.15, zfar=1.6, spatial_sigma=0.05, num_keypoints=22))
+    save_model(checkpoint, model, render={"coarse_samples": 4, "fine_samples": 4})
+    out = tmp_path / "demo"
+    args = ["demo", "--head", "--checkpoint", str(checkpoint), "--out", str(out), "--orbit-frames", "3",
+            "--resolution", "32", "--device", "cpu"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    head = json.loads((out / "head" / "synth.json").read_text())["arguments"]
+    assert head["subject"] == "head" and head["style"] == "heldout" and head["cameras"] == 12
+    metrics = json.loads((out / "views" / "metrics.json").read_text())
+    # the head's data, the video and the scores are where the demo says
+    assert_names(printed, out / "head", out / "orbit" / "orbit.mp4", f"{metrics['mean']['psnr']:.2f} dB")
+    # three evenly spaced inputs of the 12, the other 9 rendered and scored
+    assert metrics["protocol"]["cameras"]["synth_000"]["input"] == [0, 4, 8]
+    assert metrics["mean"]["count"] == 9
+    render = json.loads((out / "orbit" / "render.json").read_text())
+    assert render["orbit"]["arc_deg"] == 120.0
+    assert [camera["azimuth_deg"] for camera in render["cameras"]] == [-60.0, 0.0, 60.0]

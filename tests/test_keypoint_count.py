@@ -159,3 +159,35 @@ def test_orbit_frame_of_other_keypoints_comes_from_rh(tmp_path):
     with pytest.raises(UserError) as err:
         describe_body_frame(ZJUSubject(subject_dir), 0)
     assert_names(str(err.value), subject_dir / "joints3d" / "0.npy", 11, 24)
+
+
+def test_transfer_seeds_a_model_for_other_keypoints_with_the_matching_weights(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--preset", "small", "--data", str(data["root"]), "--out", str(run), "--device", "cpu",
+            "--no-progress", "--transfer", str(data["body_model"]), "--set", "optim.max_steps=1",
+            "--set", "render.coarse_samples=4", "--set", "render.fine_samples=0", "--set", "data.patch_size=8",
+            "--set", "val_every_steps=0", "--set", "data.downsample=1.0"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    body, _, _ = load_model(data["body_model"])
+    model, _, _ = load_model(run / "model.ckpt")
+    assert model.cfg.num_keypoints == K
+    given = dict(body.named_parameters())
+    moved = {name: (p - given[name]).abs().max().item() for name, p in model.named_parameters()
+             if name in given and given[name].shape == p.shape}
+    # what was copied is printed: the model it came from, how many parameters and their share of the weights
+    share = sum(p.numel() for name, p in model.named_parameters() if name in moved) / \
+        sum(p.numel() for p in model.parameters())
+    assert_names(printed, data["body_model"], len(moved), f"{100 * share:.1f}%")
+    # one Adam step of lr 5e-4 moves a weight by about 5e-4 at most: the copied ones stayed next to the body's
+    assert any(name.startswith("geometry_encoder.") for name in moved)
+    assert max(moved.values()) < 2e-3
+    # the layers that read the keypoints' encoding have another shape for 11 keypoints: they start new
+    assert any(given.get(name) is None or given[name].shape != p.shape for name, p in model.named_parameters())
+    # --transfer with --init or --resume is refused, naming both options
+    assert main([*argv[:argv.index("--set")], "--init", str(data["body_model"]), "--out", str(tmp_path / "x")]) == 2
+    assert_names(capsys.readouterr().err, "--init", "--transfer")
+    before = (run / "model.ckpt").read_bytes()
+    assert main(["train", "--out", str(run), "--resume", "--transfer", str(data["body_model"])]) == 2
+    assert_names(capsys.readouterr().err, "--resume", "--transfer")
+    assert not (tmp_path / "x").exists() and (run / "model.ckpt").read_bytes() == before

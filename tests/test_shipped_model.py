@@ -1,6 +1,7 @@
-"""The model shipped in ``models/small.ckpt``: loadable, small, and it renders people it has never seen far
+"""The models shipped in ``models/``: ``small.ckpt`` loads, is small, and renders people it has never seen far
 better than an untrained network of the same architecture (the tiny synthetic set of conftest: other seeds,
-4 cameras 90 degrees apart, so wider baselines than in training)."""
+4 cameras 90 degrees apart, so wider baselines than in training); ``head.ckpt`` loads, is small and takes the
+22 facial landmarks of ``synth --subject head``."""
 from __future__ import annotations
 
 import json
@@ -41,3 +42,15 @@ def test_shipped_model_renders_unseen_people_far_better_than_an_untrained_one(sy
     untrained_psnr = _mean_psnr(untrained, synth_set, tmp_path / "untrained")
     # measured on this set: 23.5 dB (the shipped model; 20.8 dB early in training) against 14.8 dB untrained
     assert trained_psnr > 18.0 and trained_psnr > untrained_psnr + 4.0
+
+
+def test_shipped_head_model_is_small_and_made_for_the_facial_landmarks():
+    from keypointnerf.data.synth.head import FACE_LANDMARKS
+    head = SHIPPED.with_name("head.ckpt")
+    assert head.is_file(), "models/head.ckpt is part of the repository"
+    assert head.stat().st_size <= 25e6
+    model, _, info = load_model(head)
+    assert info["kind"] == "package" and model.cfg.spatial_encoding == "rel_z_decay"
+    assert model.cfg.num_keypoints == len(FACE_LANDMARKS) == 22
+    # cameras 0.4-1.2 m from the face fit its depth range
+    assert model.cfg.znear <= 0.4 - 0.15 and model.cfg.zfar >= 1.2 + 0.15

@@ -264,6 +264,26 @@ def _model_from_package_state(cfg_dict: dict, state: dict, source: str) -> Keypo
     return model
 
 
+def copy_matching_parameters(target: KeypointNeRF, source: KeypointNeRF) -> tuple[list[str], list[str]]:
+    """Copy into ``target`` every parameter of ``source`` with the same name and shape (transfer from a model made
+    for other data: another keypoint count, spatial encoding or depth range). Buffers are not copied.
+
+    Returns:
+        (copied, kept): the names of ``target``'s parameters that were copied, and of those left as they were.
+    """
+    given = dict(source.named_parameters())
+    copied, kept = [], []
+    with torch.no_grad():
+        for name, parameter in target.named_parameters():
+            other = given.get(name)
+            if other is not None and other.shape == parameter.shape:
+                parameter.copy_(other)
+                copied.append(name)
+            else:
+                kept.append(name)
+    return copied, kept
+
+
 def check_keypoint_count(model_keypoints: int, data_keypoints: int, checkpoint: str | Path, data: str | Path
                          ) -> None:
     """Refuse data whose keypoint count K differs from the model's (a checkpoint's model config records its K,

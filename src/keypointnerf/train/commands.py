@@ -30,7 +30,7 @@ from ..device import add_device_argument, resolve_device
 from ..errors import UserError
 from ..fileio import atomic_torch_save, atomic_write_bytes, check_writable
 from ..memory import check_fits
-from ..model.checkpoint import check_keypoint_count, load_model, model_bytes, save_model
+from ..model.checkpoint import check_keypoint_count, copy_matching_parameters, load_model, model_bytes, save_model
 from ..options import check_cameras_see_person
 from .config import TrainConfig, train_preset
 from .losses import load_vgg19_weights
@@ -74,6 +74,11 @@ def register(subparsers) -> None:
                         help="start from these weights (an official last.ckpt, an imported model, or a run): "
                              "fine-tuning; the model architecture comes from that checkpoint (--set model.* may "
                              "change only model.image_pool, model.znear and model.zfar)")
+    parser.add_argument("--transfer", metavar="CHECKPOINT", default=None,
+                        help="start from the weights of a model made for other data (another keypoint count, "
+                             "spatial encoding or depth range, e.g. the body model for heads): every parameter "
+                             "whose name and shape agree is copied (the image encoders, most of the MLPs), the "
+                             "others start new; the architecture comes from --preset and --set")
     parser.add_argument("--vgg-weights", metavar="FILE", default=None,
                         help="torchvision-layout VGG19 state dict for the perceptual loss (same as --set "
                              "loss.vgg_weights=FILE); without it the VGG tensors of --init are used, else the loss "
@@ -100,8 +105,8 @@ def _prepare_config(args, out: Path, init_model=None):
     """The run's TrainConfig: its config.yaml with the allowed overrides (--resume), else the preset with the
     overrides, the data path and the architecture of the --init model."""
     if args.resume:
-        if args.force or args.init:
-            raise UserError("--resume continues a run as it was: it takes neither --force nor --init")
+        if args.force or args.init or args.transfer:
+            raise UserError("--resume continues a run as it was: it takes neither --force, --init nor --transfer")
         if not (out / "config.yaml").is_file():
             raise UserError(f"{out}: no config.yaml: not a run folder to resume (start it without --resume)")
         cfg = load_yaml(TrainConfig, out / "config.yaml")
@@ -263,9 +268,14 @@ def run(args) -> int:
     if launcher and not args.resume and out.exists() and any(out.iterdir()):
         if not args.force and any((out / name).exists() for name in RUN_FILES):
             raise UserError(f"{out}: holds a run already; pass --resume to continue it or --force to start over")
-    init_model = init_vgg = None
+    if args.init and args.transfer:
+        raise UserError("--init (fine-tune that model) and --transfer (a new model seeded with its matching "
+                        "weights) exclude each other")
+    init_model = init_vgg = transfer_model = None
     if args.init and not args.resume:
         init_model, init_vgg, _ = load_model(args.init)
+    if args.transfer and not args.resume:
+        transfer_model, _, _ = load_model(args.transfer)
     cfg = _prepare_config(args, out, init_model)
     _check_optimisation(cfg)
     # the weights, their gradients and Adam's two moments
@@ -305,10 +315,10 @@ def run(args) -> int:
             phase = 1 + sum(1 for _ in out.glob("config.phase*.yaml"))
             atomic_write_bytes(out / f"config.phase{phase}.yaml", (out / "config.yaml").read_bytes())
             save_yaml(cfg, out / "config.yaml")
-    return _fit(cfg, args, out, device, vgg, init_model)
+    return _fit(cfg, args, out, device, vgg, init_model, transfer_model)
 
 
-def _fit(cfg, args, out: Path, device, vgg, init_model) -> int:
+def _fit(cfg, args, out: Path, device, vgg, init_model, transfer_model=None) -> int:
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -321,6 +331,13 @@ def _fit(cfg, args, out: Path, device, vgg, init_model) -> int:
     module = KeypointNeRFTraining(to_dict(cfg), vgg)
     if init_model is not None:
         module.model.load_state_dict(init_model.state_dict())
+    if transfer_model is not None:
+        copied, kept = copy_matching_parameters(module.model, transfer_model)
+        total = sum(p.numel() for p in module.model.parameters())
+        copied_names = set(copied)
+        share = sum(p.numel() for n, p in module.model.named_parameters() if n in copied_names) / total
+        print(f"--transfer {args.transfer}: {len(copied)} parameters copied ({100 * share:.1f}% of the weights); "
+              f"new: {', '.join(kept) or 'none'}", flush=True)
     checkpoints = out / "checkpoints"
 
     on_interrupt = SaveOnInterrupt(checkpoints / LAST)

@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -130,9 +131,19 @@ def write_text_atomic(path: Path, text: str) -> None:
 _WORKER_FACES: np.ndarray | None = None
 
 
-def _init_worker(faces: np.ndarray) -> None:
+def _init_worker(faces: np.ndarray, parent_pid: int | None = None) -> None:
     global _WORKER_FACES
     _WORKER_FACES = faces
+    if parent_pid is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """A worker's watch: a parent killed by a signal runs no clean-up, and its workers would go on rendering
+    frames nobody collects; they leave within ``poll_s`` of it instead."""
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    os._exit(1)
 
 
 @contextlib.contextmanager
@@ -489,7 +500,7 @@ def generate(out: str | Path, subjects: int = 10, frames: int = 30, cameras: int
         if workers > 1:
             environment.enter_context(_single_threaded_children())
             executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_init_worker, initargs=(faces,))
+                                           initializer=_init_worker, initargs=(faces, os.getpid()))
         else:
             _init_worker(faces)
         try:
