@@ -72,7 +72,8 @@ def test_model_depth_row_with_the_true_depth_equals_the_true_surface_row(synth_s
     with torch.inference_mode():
         images = ceiling.ceiling_images(model, enc, sample, caster, render_cfg=object())
     assert hit.sum() > 500
-    assert torch.allclose(images["model_depth_oracle"], images["true_surface_oracle"], atol=1e-4)
+    # float rounding of the two paths moves a few colours by ~2e-4 on some CPUs; a wrong view pick moves one by ~0.1
+    assert torch.allclose(images["model_depth_oracle"], images["true_surface_oracle"], atol=1e-3)
 
 
 def test_visibility_on_a_sphere():

@@ -145,7 +145,8 @@ def test_progressive_steps_end_with_the_browser_camera(scene, session):
         focal = 24 / math.tan(math.radians(45) / 2)
         K = np.array([[focal, 0, 31.5], [0, focal, 23.5], [0, 0, 1]])
         expected = session.render(ViewCamera(K, Rt, 48, 64))
-        assert torch.equal(steps[-1].result["rgb"], expected["rgb"])
+        # the camera went through a quaternion and back: equal up to float rounding (~4e-6 seen)
+        assert torch.allclose(steps[-1].result["rgb"], expected["rgb"], atol=1e-4)
         assert expected["opacity"].max() > 0.5                                # the person is in view
         image, depth = session.picture(steps[-1].result, steps[-1].camera, "depth")
         assert image.shape == (48, 64, 3) and image.dtype == np.uint8 and depth.shape == (48, 64)
