@@ -1,6 +1,7 @@
 """Shared test fixtures (the helpers they use live in ``helpers.py``)."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,11 @@ import pytest
 import torch
 
 from helpers import PARITY, TINY_SYNTH, make_scene
+
+# A shell that starts the suite in the background (`make test &`, nohup) ignores SIGINT, and the commands the tests
+# start would inherit that: the Ctrl-C tests need Python's own handler, as an interactive run has it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
