@@ -31,6 +31,10 @@ DEMO_STYLE = "heldout"      # and of a style family no training draw came from
 MARKER = "demo.json"
 HEAD_CAMERAS = 12           # a frontal arc of cameras, as synth --subject head makes them
 HEAD_ARC_DEG = 120.0        # the head's orbit: a sweep in front of the face (its back is never seen)
+# (frames, side in pixels) of the videos: a head fills its frames, every ray meets its visual hull and costs ~10x
+# a body's, so its sweep has fewer and smaller frames to stay within the demo's minutes on a 2-core CPU
+BODY_ORBIT = (48, 256)
+HEAD_ORBIT = (24, 160)
 
 
 def shipped_model(name: str = "small.ckpt") -> Path | None:
@@ -56,8 +60,10 @@ def register(subparsers) -> None:
                         help="output folder (default demo_output, or demo_head_output with --head)")
     parser.add_argument("--checkpoint", default=None, metavar="FILE_OR_RUN_DIR",
                         help="model to use (default: the shipped models/small.ckpt, models/head.ckpt with --head)")
-    parser.add_argument("--orbit-frames", type=int, default=48, metavar="N", help="frames of the 360-degree video")
-    parser.add_argument("--resolution", type=int, default=256, metavar="PX", help="side of the orbit frames")
+    parser.add_argument("--orbit-frames", type=int, default=None, metavar="N",
+                        help=f"frames of the video (default {BODY_ORBIT[0]}; {HEAD_ORBIT[0]} with --head)")
+    parser.add_argument("--resolution", type=int, default=None, metavar="PX",
+                        help=f"side of the video's frames (default {BODY_ORBIT[1]}; {HEAD_ORBIT[1]} with --head)")
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help="which new person to generate")
     add_device_argument(parser)
     parser.add_argument("--force", action="store_true", help="use DIR even if it holds files that are not "
@@ -98,6 +104,9 @@ def run(args) -> int:
         what = "calibrated cameras, 3D keypoints"
         orbit, video = [], "a 360-degree video"
     sources = ",".join(map(str, select_cameras(cameras)[0]))  # what eval's protocol takes for this rig
+    default_frames, default_side = HEAD_ORBIT if args.head else BODY_ORBIT
+    orbit_frames = default_frames if args.orbit_frames is None else args.orbit_frames
+    side = default_side if args.resolution is None else args.resolution
 
     _step(f"1/3 a new {who} of a style the model never trained on: {cameras} {what} (anny body model, CPU ray "
           "casting)",
@@ -110,7 +119,7 @@ def run(args) -> int:
            *device])
     _step(f"3/3 {video} from the same three photos",
           ["render", "--checkpoint", str(checkpoint), "--data", str(data / "synth_000"), "--frame", "0",
-           "--sources", sources, "--orbit", str(args.orbit_frames), *orbit, "--resolution", str(args.resolution),
+           "--sources", sources, "--orbit", str(orbit_frames), *orbit, "--resolution", str(side),
            "--out", str(out / "orbit"), "--force", *device])
 
     metrics = json.loads((out / "views" / "metrics.json").read_text())["mean"]
