@@ -71,3 +71,11 @@ def test_head_demo_renders_a_head_from_its_frontal_arc(tmp_path, capsys):
     render = json.loads((out / "orbit" / "render.json").read_text())
     assert render["orbit"]["arc_deg"] == 120.0
     assert [camera["azimuth_deg"] for camera in render["cameras"]] == [-60.0, 0.0, 60.0]
+
+
+def test_demo_refuses_an_empty_video_before_any_work(tmp_path, capsys):
+    out = tmp_path / "demo"
+    for option in ("--orbit-frames", "--resolution"):
+        assert main(["demo", "--head", option, "0", "--out", str(out)]) == 2
+        assert_names(capsys.readouterr().err, option)
+        assert not out.exists()                     # refused before the synth step wrote anything

@@ -60,9 +60,10 @@ def register(subparsers) -> None:
                         help="output folder (default demo_output, or demo_head_output with --head)")
     parser.add_argument("--checkpoint", default=None, metavar="FILE_OR_RUN_DIR",
                         help="model to use (default: the shipped models/small.ckpt, models/head.ckpt with --head)")
-    parser.add_argument("--orbit-frames", type=int, default=None, metavar="N",
+    # no argparse default: the default depends on --head (and the help would print "default: None")
+    parser.add_argument("--orbit-frames", type=int, default=argparse.SUPPRESS, metavar="N",
                         help=f"frames of the video (default {BODY_ORBIT[0]}; {HEAD_ORBIT[0]} with --head)")
-    parser.add_argument("--resolution", type=int, default=None, metavar="PX",
+    parser.add_argument("--resolution", type=int, default=argparse.SUPPRESS, metavar="PX",
                         help=f"side of the video's frames (default {BODY_ORBIT[1]}; {HEAD_ORBIT[1]} with --head)")
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help="which new person to generate")
     add_device_argument(parser)
@@ -87,6 +88,11 @@ def run(args) -> int:
                         "(a model file or a training run folder)")
     if not checkpoint.exists():
         raise UserError(f"--checkpoint {checkpoint}: not found")
+    default_frames, default_side = HEAD_ORBIT if args.head else BODY_ORBIT
+    orbit_frames, side = getattr(args, "orbit_frames", default_frames), getattr(args, "resolution", default_side)
+    for option, value in (("--orbit-frames", orbit_frames), ("--resolution", side)):
+        if value < 1:  # refused before the minutes of synth and eval, not at the render step
+            raise UserError(f"{option} must be >= 1, got {value}")
     out = Path(args.out or ("demo_head_output" if args.head else "demo_output"))
     if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file() and not args.force:
         raise UserError(f"{out}: exists and is not an earlier demo output; choose another --out or pass --force")
@@ -104,9 +110,6 @@ def run(args) -> int:
         what = "calibrated cameras, 3D keypoints"
         orbit, video = [], "a 360-degree video"
     sources = ",".join(map(str, select_cameras(cameras)[0]))  # what eval's protocol takes for this rig
-    default_frames, default_side = HEAD_ORBIT if args.head else BODY_ORBIT
-    orbit_frames = default_frames if args.orbit_frames is None else args.orbit_frames
-    side = default_side if args.resolution is None else args.resolution
 
     _step(f"1/3 a new {who} of a style the model never trained on: {cameras} {what} (anny body model, CPU ray "
           "casting)",
