@@ -2,7 +2,7 @@
 """One training step of this package against the plain path, side by side in one run: same weights, data, seeds
 and threads.
 
-usage: python benchmarks/train_step.py [--preset zju|small] [--data PATH] [--threads 1] [--steps 3]
+usage: python benchmarks/train_step.py [--preset zju|small] [--data PATH] [--threads 1] [--steps 3] [--samples 3]
                                        [--plain-patches 16,24] [--full-plain] [--loader-workers 0,1]
                                        [--loader-cache-mb 16] [--precision bf16-mixed]
 
@@ -11,11 +11,18 @@ configuration, 64 x 64 patch, 64 + 64 samples, 3 source views of 512 x 512, the 
 perceptual term is off: no weights are downloaded). Rows:
 
 * ``training``: the training path (``render.cull``: rays that cannot meet the visual hull skipped, networks only
-  at samples inside it, colour only where a sample contributes, coarse values reused in the fine pass;
-  ``render.grad_checkpoint``: the point networks recomputed in the backward pass, ``render.max_points`` points
-  at a time).
-* ``plain``: every sample of every ray through both networks in one call per pass, all activations kept, as the
-  official trainer does (no culling, no reuse).
+  at samples inside it, colour only where a sample contributes, coarse values reused in the fine pass, the
+  encoders and per-view networks only on the views that view dropout keeps; ``render.grad_checkpoint``: the point
+  networks recomputed in the backward pass, ``render.max_points`` points at a time).
+* ``plain``: every sample of every ray through both networks in one call per pass, all activations kept, every
+  source view encoded, as the official trainer does (no culling, no reuse).
+
+View dropout (``data.view_dropout``, on in both presets, as in the official recipe) keeps k of the V source views
+with probability C(V-1, k-1) / 2^(V-1) (3 views: 1, 2, 3 with 1/4, 1/2, 1/4). The training path's cost depends on
+k, and on the patch (how many of its rays meet the visual hull, and how deep): it runs once per k (a seed whose
+draw keeps k views) on each of ``--samples`` samples of the data set, and its step is the expected one: the mean
+over the samples of the probability-weighted mean over k; its peak is the largest. The plain path's cost depends
+on neither: it runs on the first sample with the draw of the most likely k, on which the gradients are compared.
 
 The plain path's memory and time grow with the number of rays (its work per ray does not depend on the image),
 and at the official patch it needs about 22 GB: it runs on centred sub-patches (``--plain-patches``) and is
@@ -51,6 +58,7 @@ import copy
 import ctypes
 import dataclasses
 import gc
+import math
 import sys
 import time
 from pathlib import Path
@@ -190,6 +198,19 @@ def loader_steps(stepper: Stepper, cfg, steps: int) -> tuple[dict, float]:
     return first, share
 
 
+def dropout_draws(cfg) -> list[tuple[int, int, float]]:
+    """(kept views k, a step seed whose view-dropout draw keeps k views, probability of k) for every k; one
+    (V, 1, 1.0) without view dropout."""
+    views = cfg.data.num_sources
+    if not cfg.data.view_dropout or views < 2:
+        return [(views, 1, 1.0)]
+    draws, seed = {}, 1
+    while len(draws) < views:
+        draws.setdefault(len(train_module.drop_views(views, torch.Generator().manual_seed(seed))), seed)
+        seed += 1
+    return [(k, draws[k], math.comb(views - 1, k - 1) / 2 ** (views - 1)) for k in sorted(draws)]
+
+
 def fit_line(xs, ys):
     """Straight line through the last two points -> f(x)."""
     (x0, y0), (x1, y1) = (xs[-2], ys[-2]), (xs[-1], ys[-1])
@@ -203,6 +224,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", metavar="PATH", help="subject folder or folder of subjects (default: synthetic)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--steps", type=int, default=3, help="training-path steps fed by the data loader")
+    parser.add_argument("--samples", type=int, default=3,
+                        help="samples (patches) the training path's step is averaged over (default 3)")
     parser.add_argument("--plain-patches", default="16,24",
                         help="sub-patch sides the plain path runs on (default 16,24)")
     parser.add_argument("--full-plain", action="store_true", help="also run the plain path on the full patch")
@@ -231,42 +254,50 @@ def run(args) -> int:
     if len(plain_sides) < 2 or any(s >= patch or s < 2 for s in plain_sides) or plain_sides != sorted(set(plain_sides)):
         raise UserError(f"--plain-patches: two or more increasing sides below the patch size {patch}")
     worker_counts = [int(w) for w in args.loader_workers.split(",")] if args.loader_workers else []
-    if any(w < 0 for w in worker_counts) or args.steps < 2 or args.loader_cache_mb < 0:
-        raise UserError("--loader-workers: counts >= 0; --steps: at least 2; --loader-cache-mb: >= 0")
+    if any(w < 0 for w in worker_counts) or args.steps < 2 or args.loader_cache_mb < 0 or args.samples < 1:
+        raise UserError("--loader-workers: counts >= 0; --steps: at least 2; --loader-cache-mb: >= 0; --samples: "
+                        "at least 1")
     render = cfg.render
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; preset {args.preset}: {patch}x{patch} "
           f"patch, {render.coarse_samples} + {render.fine_samples} samples, {cfg.data.num_sources} source views, "
           f"max_points {render.max_points}; data {cfg.data.root}")
 
     stepper = Stepper(cfg)
-    sample, shares = None, {}
+    shares = {}
     for workers in worker_counts:
         loader_cfg = copy.deepcopy(cfg)
         loader_cfg.data.loader_workers, loader_cfg.data.cache_mb = workers, args.loader_cache_mb
         print(f"training path fed by the data loader ({workers} workers, view cache {args.loader_cache_mb:g} MB):")
-        first, shares[workers] = loader_steps(stepper, loader_cfg, args.steps)
-        sample = sample or first
-    if sample is None:   # no loader measured: the first sample of the data set
-        data = train_module.TrainData(cfg)
-        data.setup()
-        sample = data.dataset[0]
+        _, shares[workers] = loader_steps(stepper, loader_cfg, args.steps)
     for workers, share in shares.items():
         print(f"data_wait_share={share:.3f} with {workers} loader workers (of the steps after the first)")
-    views = tuple(sample.views.images.shape[-2:])
-    print(f"comparison sample: {sample.info}, source views {views[1]}x{views[0]}")
+    # the training path's cost depends on the patch (how many of its rays meet the visual hull, how deep): it
+    # runs on several samples of the data set (each visit of an item draws new views, target and patch)
+    data = train_module.TrainData(cfg)
+    data.setup()
+    samples = [data.dataset[index % len(data.dataset)] for index in range(args.samples)]
+    sample = samples[0]
+    for index, each in enumerate(samples):
+        views = tuple(each.views.images.shape[-2:])
+        print(f"sample {index}{' (the comparison sample)' if index == 0 else ''}: {each.info}, source views "
+              f"{views[1]}x{views[0]}")
 
     base = resident_mb()
-    pixels = sample.pixels
     rows = []   # (path, side, seconds, added MB, note)
 
-    def measure(path: str, side: int, precision: str = "32"):
-        sub = dataclasses.replace(sample, pixels=centred_patch(pixels, side))
+    draws = dropout_draws(cfg)
+    likely_seed = max(draws, key=lambda draw: draw[2])[1]
+
+    def measure(path: str, side: int, precision: str = "32", seed: int = likely_seed, on: Sample = sample):
+        sub = dataclasses.replace(on, pixels=centred_patch(on.pixels, side))
         cfg_path = stepper.training_cfg if path != "plain" else plain_settings(stepper.training_cfg, side * side)
-        seconds, wall, added, loss, grads, stats = stepper.step(sub, cfg_path, precision=precision)
+        seconds, wall, added, loss, grads, stats = stepper.step(sub, cfg_path, seed=seed, precision=precision)
         evaluations = (stats.geometry_evaluations + stats.color_evaluations) / (side * side)
         rows.append((path, side, seconds, added))
+        kept = next(f"{k} of {cfg.data.num_sources}" for k, s, _ in draws if s == seed)
         print(f"{side:>3}x{side:<3} {path:>10} {seconds:>9.2f} {base + added:>9.0f} {added:>9.0f} {evaluations:>9.1f}"
-              f"  loss {loss:.6f} (wall {wall:.1f} s)", flush=True)
+              f"  loss {loss:.6f}, sample {next(i for i, s in enumerate(samples) if s is on)}, {kept} views kept "
+              f"(wall {wall:.1f} s)", flush=True)
         return loss, grads
 
     def compare(name: str, reference: tuple, other: tuple, side: int) -> tuple[float, float]:
@@ -283,7 +314,18 @@ def run(args) -> int:
     print(f"{'patch':>7} {'path':>10} {'CPU s':>9} {'peak MB':>9} {'step MB':>9} {'evals/ray':>9}  (base {base:.0f} MB)")
     if args.precision != "32":
         return compare_precision(args, patch, plain_sides, measure, compare, rows)
-    full_training = measure("training", patch)
+    full_training, training_seconds, training_added = None, 0.0, 0.0
+    for on in samples:
+        for _, seed, probability in draws:
+            result = measure("training", patch, seed=seed, on=on)
+            if on is sample and seed == likely_seed:
+                full_training = result
+            training_seconds += probability * rows[-1][2] / len(samples)
+            training_added = max(training_added, rows[-1][3])
+    if len(draws) > 1 or len(samples) > 1:
+        print(f"{patch:>3}x{patch:<3} {'training':>10} {training_seconds:>9.2f} {base + training_added:>9.0f} "
+              f"{training_added:>9.0f} {'':>9}  expected: mean over the samples of the view-dropout draws weighted "
+              "by their probability (" + ", ".join(f"{k} views: {p:g}" for k, _, p in draws) + "); peak: the largest")
     plain_results = {}
     for side in plain_sides:
         plain_results[side] = measure("plain", side)
@@ -307,7 +349,6 @@ def run(args) -> int:
     training = full_training if side == patch else measure("training", side)
     compare("training", plain_results[side], training, side)
 
-    training_seconds, training_added = rows[0][2], rows[0][3]
     speedup = plain_seconds / training_seconds
     ratio = (base + training_added) / (base + plain_added)
     print(f"{args.preset}: training {training_seconds:.1f} CPU s/step ({1 / training_seconds:.3f} steps/s), peak "

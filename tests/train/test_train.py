@@ -181,10 +181,17 @@ def _scene_sample(scene: dict, uu: torch.Tensor, vv: torch.Tensor) -> Sample:
                   info=SampleInfo("scene", 0, (0, 1, 2), 3), pixels=torch.stack([uu.reshape(-1), vv.reshape(-1)], 1))
 
 
-def test_training_path_gives_the_plain_paths_loss_and_gradients(monkeypatch, one_torch_thread):
+def _seed_keeping(views: int, kept: int) -> int:
+    """A seed of the view-dropout generator whose first draw keeps ``kept`` of ``views`` views."""
+    return next(seed for seed in range(100) if len(drop_views(views, torch.Generator().manual_seed(seed))) == kept)
+
+
+@pytest.mark.parametrize("kept", [1, 2, 3])
+def test_training_path_gives_the_plain_paths_loss_and_gradients(monkeypatch, one_torch_thread, kept):
     # the training step's render (culled rays and samples, coarse values reused, networks recomputed in the
-    # backward pass) against the plain one (every sample of every ray, activations kept), with the training
-    # randomness on: jitter, density noise, random importance draws, view dropout
+    # backward pass, the dropped views neither encoded nor run through the per-view networks) against the plain
+    # one (every sample of every ray, every view, activations kept), with the training randomness on: jitter,
+    # density noise, random importance draws, view dropout keeping `kept` of the 3 views
     from helpers import make_scene
 
     from keypointnerf.render.renderer import RenderStats
@@ -205,13 +212,19 @@ def test_training_path_gives_the_plain_paths_loss_and_gradients(monkeypatch, one
             trainer.model.geometry_mlp.fused_out.bias[1] = 3.0
         for key, value in settings.items():
             setattr(trainer.render_cfg, key, value)
-        stats = RenderStats()
+        stats, encodings, encode = RenderStats(), [], trainer.model.encode
         monkeypatch.setattr(train_module, "render_pixels", lambda *a, **k: render(*a, **k, stats=stats))
+        monkeypatch.setattr(trainer.model, "encode", lambda *a, **k: encodings.append(encode(*a, **k)) or encodings[-1])
         torch.manual_seed(1)
+        trainer._dropout_rng.manual_seed(_seed_keeping(3, kept))
         losses = trainer._losses(sample)
         losses["loss"].backward()
         grads = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
         results[path] = float(losses["loss"].detach()), grads, stats
+        (enc,) = encodings
+        assert int(enc.view_mask.sum()) == kept
+        # the fast path encodes only the kept views; the plain one all three
+        assert len(enc.geo_features) == (kept if path == "training" else 3)
     (loss, grads, stats), (plain_loss, plain_grads, plain_stats) = results["training"], results["plain"]
     assert stats.rays_skipped > 0 and stats.geometry_evaluations < plain_stats.geometry_evaluations / 2
     assert loss == pytest.approx(plain_loss, rel=1e-5)

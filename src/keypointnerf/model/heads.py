@@ -91,14 +91,19 @@ class ColorHead(nn.Module):
         self.visibility2 = nn.Sequential(nn.Linear(32, 32), nn.ELU(), nn.Linear(32, 1), nn.Sigmoid())
         self.out = nn.Sequential(nn.Linear(32 + 1 + 4, 16), nn.ELU(), nn.Linear(16, 8), nn.ELU(), nn.Linear(8, 1))
 
-    def forward(self, features: torch.Tensor, ray_feature: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """features (V, N, C) with the source RGB first, ray_feature (V, N, 4), mask (V, N, 1) in {0, 1}
-        -> (N, 3) blended RGB."""
-        rgb = features[..., :3]
-        x = features + self.ray_encoder(ray_feature)
+    def forward(self, features: torch.Tensor, ray_feature: torch.Tensor, mask: torch.Tensor,
+                feature_views: torch.Tensor | None = None) -> torch.Tensor:
+        """features (V', N, C) with the source RGB first, ray_feature (V, N, 4), mask (V, N, 1) in {0, 1}
+        -> (N, 3) blended RGB. ``feature_views`` (V',): the views ``features`` belong to (None: all V); every
+        other view must be masked (0) at every point: it then changes nothing but the views' similarity floor.
+        """
         similarity = torch.exp(self.sharpness.abs() * (ray_feature[..., 3:] - 1))
         weights = (similarity - similarity.min(dim=0, keepdim=True).values) * mask
         weights = weights / (weights.sum(0, keepdim=True) + 1e-8)
+        if feature_views is not None:
+            weights, ray_feature, mask = weights[feature_views], ray_feature[feature_views], mask[feature_views]
+        rgb = features[..., :3]
+        x = features + self.ray_encoder(ray_feature)
         pooled = weighted_mean_variance(x, weights)                                   # (N, 2C)
         x = self.base(torch.cat([pooled.unsqueeze(0).expand(x.shape[0], -1, -1), x], dim=-1))
         residual_logit = self.visibility1(x * weights)

@@ -32,9 +32,10 @@ class SourceEncoding:
 
     images: torch.Tensor          # (V, 3, H, W) source RGB in [0, 1], background 0 (padded, see image_size)
     masks: torch.Tensor           # (V, 1, H, W) foreground masks in [0, 1] (padded likewise)
-    geo_features: torch.Tensor    # (V, Cg, H/8, W/8)
-    highres_features: torch.Tensor  # (V, Ch, H/2, W/2)
-    tex_features: torch.Tensor    # (V, Ct, H/4, W/4)
+    # the feature maps of the views ``feature_views`` (V' = V when that is None)
+    geo_features: torch.Tensor    # (V', Cg, H/8, W/8)
+    highres_features: torch.Tensor  # (V', Ch, H/2, W/2)
+    tex_features: torch.Tensor    # (V', Ct, H/4, W/4)
     Rt: torch.Tensor              # (V, 3, 4) world-to-camera
     P: torch.Tensor               # (V, 3, 4) K [R|t]
     centers: torch.Tensor         # (V, 3) camera centres in world metres
@@ -46,6 +47,10 @@ class SourceEncoding:
     # (V,) 0/1 training-time view dropout: a dropped view still bounds the visual hull but adds nothing to the
     # fused feature or the colour blend; None = every view counts (inference)
     view_mask: torch.Tensor | None = None
+    # (V',) int64, ascending: the views whose feature maps were computed and whose per-view networks run, when
+    # only the views ``view_mask`` keeps are (``encode(..., skip_dropped_views=True)``, some view dropped);
+    # None = every view
+    feature_views: torch.Tensor | None = None
     # (V, 4) pixel rectangles around the silhouettes in the views as given (see :func:`silhouette_rectangles`),
     # for culling rays; derived from masks when the encoding is made (so also in a dataclasses.replace copy)
     silhouette_rects: torch.Tensor = field(init=False, repr=False, compare=False)
@@ -57,6 +62,10 @@ class SourceEncoding:
     @property
     def num_views(self) -> int:
         return self.images.shape[0]
+
+    def of_feature_views(self, per_view: torch.Tensor) -> torch.Tensor:
+        """The rows of a (V, ...) per-view tensor that belong to ``feature_views`` -> (V', ...)."""
+        return per_view if self.feature_views is None else per_view[self.feature_views]
 
 
 @dataclass
@@ -151,8 +160,15 @@ class KeypointNeRF(nn.Module):
         self.register_buffer("spatial_center", torch.zeros(3))
 
     # ---------------------------------------------------------------- source views
-    def encode(self, views: SourceViews, view_mask: torch.Tensor | None = None) -> SourceEncoding:
+    def encode(self, views: SourceViews, view_mask: torch.Tensor | None = None,
+               skip_dropped_views: bool = False) -> SourceEncoding:
         """Run the image encoders on V source views (``view_mask``: see :class:`SourceEncoding`).
+
+        ``skip_dropped_views``: run the encoders, and later the per-view networks, only on the views ``view_mask``
+        keeps. A dropped view's features reach the outputs only multiplied by its weight 0 (in the fusion and in
+        the colour blend), so the outputs and every gradient are those of encoding all views, for the kept
+        views' cost (training with view dropout: 2 of 3 views on average). The dropped views still bound the
+        visual hull and take part in the colour head's view similarities.
 
         The encoders need H and W divisible by ``cfg.size_multiple`` (128 officially); other sizes are padded
         with background at the right and bottom, which keeps every pixel coordinate (and K) as it is. Only the
@@ -177,6 +193,10 @@ class KeypointNeRF(nn.Module):
         # pool first, then normalise: the official order (the other order moves densities by ~1e-4)
         pooled = F.avg_pool2d(images, self.cfg.image_pool) if self.cfg.image_pool > 1 else images
         pooled = pooled * 2 - 1
+        feature_views = None
+        if skip_dropped_views and view_mask is not None and not bool(view_mask.all()):
+            feature_views = view_mask.nonzero()[:, 0]
+            pooled = pooled[feature_views]
         geo_features, highres_features = self.geometry_encoder(pooled)
         tex_features = self.texture_encoder(pooled)
         R, t = Rt[:, :, :3], Rt[:, :, 3]
@@ -185,7 +205,7 @@ class KeypointNeRF(nn.Module):
             tex_features=tex_features, Rt=Rt, P=K @ Rt,
             centers=-(R.transpose(1, 2) @ t.unsqueeze(-1)).squeeze(-1),
             keypoints=keypoints, keypoints_cam=_to_homogeneous(keypoints).unsqueeze(0) @ Rt.transpose(1, 2),
-            image_size=(height, width), view_mask=view_mask)
+            image_size=(height, width), view_mask=view_mask, feature_views=feature_views)
 
     # ---------------------------------------------------------------- point queries, in stages
     def project(self, enc: SourceEncoding, points: torch.Tensor) -> Projection:
@@ -221,22 +241,25 @@ class KeypointNeRF(nn.Module):
         return weights / (weights.sum(0, keepdim=True) + 1e-6)
 
     def spatial_encoding(self, enc: SourceEncoding, points: torch.Tensor, proj: Projection) -> torch.Tensor:
-        """(V, N, cfg.spatial_channels) encoding of (N, 3) world points."""
+        """(V', N, cfg.spatial_channels) encoding of (N, 3) world points in the views ``enc.feature_views``."""
         cfg = self.cfg
+        points_cam, keypoints_cam = enc.of_feature_views(proj.points_cam), enc.of_feature_views(enc.keypoints_cam)
         if cfg.spatial_encoding == "rel_z_decay":
-            return spatial.rel_z_decay(proj.points_cam, enc.keypoints_cam, cfg.spatial_frequencies, cfg.spatial_sigma)
+            return spatial.rel_z_decay(points_cam, keypoints_cam, cfg.spatial_frequencies, cfg.spatial_sigma)
         if cfg.spatial_encoding == "abs_xyz":
-            return spatial.absolute_xyz(points, self.spatial_center, enc.num_views, cfg.spatial_frequencies)
+            return spatial.absolute_xyz(points, self.spatial_center, len(points_cam), cfg.spatial_frequencies)
         if cfg.spatial_encoding == "cam_xyz":
-            return spatial.camera_xyz(proj.points_cam, cfg.spatial_frequencies)
-        return spatial.relative_xyz(proj.points_cam, enc.keypoints_cam, cfg.spatial_frequencies)
+            return spatial.camera_xyz(points_cam, cfg.spatial_frequencies)
+        return spatial.relative_xyz(points_cam, keypoints_cam, cfg.spatial_frequencies)
 
     def geometry(self, enc: SourceEncoding, points: torch.Tensor, proj: Projection) -> Geometry:
         """The geometry network at (N, 3) world points whose projection is ``proj`` (no visual-hull mask)."""
+        xy = enc.of_feature_views(proj.xy)
         per_view = self.geometry_mlp.per_view(self.spatial_encoding(enc, points, proj),
-                                              sample_maps(enc.geo_features, proj.xy),
-                                              sample_maps(enc.highres_features, proj.xy))
-        fused = weighted_mean_variance(per_view, self.view_weights(proj, enc.view_mask))
+                                              sample_maps(enc.geo_features, xy),
+                                              sample_maps(enc.highres_features, xy))
+        # the views without features have weight 0: leaving them out of the sums changes no value
+        fused = weighted_mean_variance(per_view, enc.of_feature_views(self.view_weights(proj, enc.view_mask)))
         raw = self.geometry_mlp.fused(fused)
         return Geometry(raw_density=raw[:, 1], aux=raw[:, 0], fused=fused)
 
@@ -250,12 +273,13 @@ class KeypointNeRF(nn.Module):
         diff = diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         cosine = (view_dirs.unsqueeze(0) * to_point).sum(-1, keepdim=True)
         ray_feature = torch.cat([diff, cosine], dim=-1)
-        features = torch.cat([sample_maps(enc.images, proj.xy), sample_maps(enc.tex_features, proj.xy),
-                              self.compress(fused).unsqueeze(0).expand(views, -1, -1)], dim=-1)
+        xy = enc.of_feature_views(proj.xy)
+        features = torch.cat([enc.of_feature_views(sample_maps(enc.images, proj.xy)), sample_maps(enc.tex_features, xy),
+                              self.compress(fused).unsqueeze(0).expand(len(xy), -1, -1)], dim=-1)
         mask = proj.valid[None, :, None].expand(views, -1, -1).to(features.dtype)
         if enc.view_mask is not None:
             mask = mask * enc.view_mask.to(mask.dtype)[:, None, None]
-        return self.color_head(features, ray_feature, mask)
+        return self.color_head(features, ray_feature, mask, enc.feature_views)
 
     def density(self, enc: SourceEncoding, points: torch.Tensor, max_points: int = 4096, hull_only: bool = True,
                 run: Callable | None = None) -> PointDensity:

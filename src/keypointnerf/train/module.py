@@ -86,7 +86,9 @@ class KeypointNeRFTraining(L.LightningModule):
             # as the official model: every view still bounds the visual hull, dropped ones add no feature/colour
             view_mask = torch.zeros(views, device=self.device)
             view_mask[drop_views(views, self._dropout_rng)] = 1
-        enc = self.model.encode(source_views, view_mask=view_mask)
+        # the fast path (render.cull) also skips the dropped views' encoders and per-view networks (same loss and
+        # gradients); the plain one computes them, as the official trainer does
+        enc = self.model.encode(source_views, view_mask=view_mask, skip_dropped_views=self.render_cfg.cull)
         pixels = sample.pixels
         out = render_pixels(self.model, enc, sample.tgt_K, sample.tgt_Rt, pixels, sample.bounds, self.render_cfg,
                             training=True)
